@@ -1,0 +1,25 @@
+"""Hook specifications, markers and typing Protocols for LocalAgent plugins.
+
+Plugins depend on this small distribution; the runtime is ``localagent``.
+"""
+
+from ._errors import MessageError
+from ._markers import HANDLES_ATTRIBUTE, PROJECT_NAME, handled_types, handles, hookimpl, hookspec
+from ._types import Agent, CloseCallback, Connection, ErrorContext, Message, SendFunc, Stage
+
+__all__ = [
+    "HANDLES_ATTRIBUTE",
+    "PROJECT_NAME",
+    "Agent",
+    "CloseCallback",
+    "Connection",
+    "ErrorContext",
+    "Message",
+    "MessageError",
+    "SendFunc",
+    "Stage",
+    "handled_types",
+    "handles",
+    "hookimpl",
+    "hookspec",
+]

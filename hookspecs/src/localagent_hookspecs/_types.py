@@ -1,0 +1,157 @@
+"""Typing Protocols for the objects the hooks receive.
+
+The runtime (``localagent``) provides the concrete classes; plugins depend only
+on these Protocols, so a plugin type-checks against ``localagent-hookspecs``
+alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeAlias
+
+__all__ = ["Agent", "CloseCallback", "Connection", "ErrorContext", "Message", "SendFunc", "Stage"]
+
+#: The send path of a connection: takes one JSON-serialisable message (a reply,
+#: an event or a batch frame) and returns once it was handed to the transport.
+SendFunc: TypeAlias = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+#: Called when a connection closes; may be a coroutine function.
+CloseCallback: TypeAlias = Callable[[], Awaitable[None] | None]
+
+#: Where a failure happened, as reported to ``on_error``.
+Stage: TypeAlias = Literal["load", "connect", "message", "send", "transport", "close"]
+
+
+class Message(Protocol):
+    """One inbound message, already validated.
+
+    Attributes:
+        id: The client's correlation id (a string or an integer), echoed in the
+            reply; ``None`` for a notification that expects no reply.
+        type: The message type, e.g. ``"ping"`` or ``"fs.read"``.
+        data: The JSON payload (any JSON value; ``None`` when absent).
+    """
+
+    @property
+    def id(self) -> str | int | None: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def data(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """One WebSocket connection, inbound (a client of ``serve``) or outbound.
+
+    Attributes:
+        id: Identifier, unique within the process (e.g. ``"c17"``).
+        outbound: ``True`` for connections this process dialled.
+        remote_address: ``"host:port"`` of the peer, if known.
+        origin: The browser ``Origin`` header, ``None`` for non-browser clients.
+        state: Per-connection scratch space for plugins. Key it by your
+            plugin's name to stay out of other plugins' way.
+        closed: Whether the connection has closed.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def outbound(self) -> bool: ...
+
+    @property
+    def remote_address(self) -> str | None: ...
+
+    @property
+    def origin(self) -> str | None: ...
+
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send one message through the (possibly wrapped) send path.
+
+        Raises:
+            ConnectionError: If the connection is closed.
+        """
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Write one already-encoded JSON text frame, bypassing any wrapper."""
+
+    def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
+        """Replace the send path with ``wrapper(current_send_path)``.
+
+        Wrappers stack: the last one applied runs first. A batching plugin
+        wraps the send path and calls the inner one with a batch frame
+        ``{"type": "batch", "messages": [...]}``.
+        """
+
+    def on_close(self, callback: CloseCallback) -> None:
+        """Run ``callback`` when the connection closes.
+
+        Callbacks run in the order they were added. On a server-initiated
+        close they run *before* the socket closes, so a wrapper can flush
+        what it holds.
+        """
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with a WebSocket close code."""
+
+
+class Agent(Protocol):
+    """The running agent, as plugins see it in ``on_load``.
+
+    Attributes:
+        config_dir: The user config directory (holds ``config.toml`` and the token).
+        loop: The event loop the agent runs on.
+    """
+
+    @property
+    def config_dir(self) -> Path: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def plugin_config(self, name: str) -> Mapping[str, Any]:
+        """Return the ``[plugin.NAME]`` table of the configuration (empty if absent)."""
+
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Run ``coroutine`` as a background task owned by the agent.
+
+        Failures are reported through ``on_error``; the task is cancelled when
+        the agent shuts down.
+        """
+
+
+class ErrorContext(Protocol):
+    """Where an error reported to ``on_error`` happened.
+
+    Attributes:
+        stage: ``"load"``, ``"connect"``, ``"message"``, ``"send"``,
+            ``"transport"`` or ``"close"``.
+        plugin: Name of the plugin whose code raised, if it is known.
+        connection: The connection involved, if any.
+        message: The inbound message being handled, if any.
+    """
+
+    @property
+    def stage(self) -> Stage: ...
+
+    @property
+    def plugin(self) -> str | None: ...
+
+    @property
+    def connection(self) -> Connection | None: ...
+
+    @property
+    def message(self) -> Message | None: ...

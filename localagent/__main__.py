@@ -1,0 +1,5 @@
+"""``python -m localagent`` runs the CLI."""
+
+from .cli import main
+
+main()

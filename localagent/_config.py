@@ -1,0 +1,270 @@
+"""Settings: defaults, then ``config.toml``, then ``LOCALAGENT_*`` variables, then flags.
+
+The config file lives in the platform's user config directory (platformdirs),
+or in ``$LOCALAGENT_CONFIG_DIR`` when that is set. Reading uses the standard
+library's ``tomllib``; :func:`set_plugin_enabled` edits the file with tomlkit so
+the user's comments and layout survive.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "CONFIG_FILE_NAME",
+    "ServerSettings",
+    "Settings",
+    "config_dir",
+    "load_settings",
+    "set_plugin_enabled",
+]
+
+CONFIG_FILE_NAME = "config.toml"
+ENV_PREFIX = "LOCALAGENT_"
+
+
+def _tuple_of_str(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise TypeError("expected a list of strings")
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.lower() in ("", "none", "off")):
+        return None
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise TypeError("expected true or false")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer")
+    return int(value)
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive")
+
+
+def _port(_instance: object, _attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError("port must be between 0 and 65535")
+
+
+@attrs.frozen(kw_only=True)
+class ServerSettings:
+    """The ``[server]`` table.
+
+    Attributes:
+        host: Address to bind. Anything but a loopback address needs ``allow_remote``.
+        port: TCP port; 0 picks a free one.
+        allow_remote: Allow a non-loopback bind (the agent then warns at start).
+        origins: Browser ``Origin`` values allowed to connect (exact match).
+        allowed_hosts: Extra ``Host`` header names accepted besides loopback names.
+        max_message_size: Largest inbound frame in bytes; larger closes with 1009.
+        max_in_flight: Requests per connection handled concurrently; more wait.
+        compression: Enable permessage-deflate (off by default: it costs CPU
+            and buys nothing on loopback).
+        ping_interval: Seconds between keepalive pings (``None`` disables).
+        ping_timeout: Seconds to wait for a pong before closing.
+        open_timeout: Seconds allowed for the opening handshake.
+        shutdown_grace: Seconds in-flight requests get to finish at shutdown.
+    """
+
+    host: str = attrs.field(default="127.0.0.1", converter=str)
+    port: int = attrs.field(default=8765, converter=_int, validator=_port)
+    allow_remote: bool = attrs.field(default=False, converter=_bool)
+    origins: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    max_message_size: int = attrs.field(default=1 << 20, converter=_int, validator=_positive)
+    max_in_flight: int = attrs.field(default=64, converter=_int, validator=_positive)
+    compression: bool = attrs.field(default=False, converter=_bool)
+    ping_interval: float | None = attrs.field(
+        default=20.0, converter=_optional_float, validator=_positive
+    )
+    ping_timeout: float | None = attrs.field(
+        default=20.0, converter=_optional_float, validator=_positive
+    )
+    open_timeout: float = attrs.field(default=10.0, converter=float, validator=_positive)
+    shutdown_grace: float = attrs.field(default=5.0, converter=float)
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything the agent is configured with.
+
+    Attributes:
+        config_dir: Directory holding ``config.toml`` and the token.
+        server: The ``[server]`` table.
+        plugins: The ``[plugins.NAME]`` tables, by plugin name. ``enabled =
+            false`` in a table disables that plugin; the other keys are the
+            plugin's own configuration.
+    """
+
+    config_dir: Path
+    server: ServerSettings = attrs.field(factory=ServerSettings)
+    plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    @property
+    def config_file(self) -> Path:
+        """The path of ``config.toml``."""
+        return self.config_dir / CONFIG_FILE_NAME
+
+    @property
+    def disabled_plugins(self) -> frozenset[str]:
+        """Plugins switched off in the config file."""
+        return frozenset(
+            name for name, table in self.plugins.items() if table.get("enabled", True) is False
+        )
+
+    def plugin_config(self, name: str) -> Mapping[str, Any]:
+        """The plugin's own table, without the ``enabled`` switch."""
+        table = self.plugins.get(name, {})
+        return {key: value for key, value in table.items() if key != "enabled"}
+
+
+def config_dir() -> Path:
+    """The user config directory: ``$LOCALAGENT_CONFIG_DIR`` or the platform's."""
+    override = os.environ.get(ENV_PREFIX + "CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs  # only paid for when no override is set
+
+    return Path(platformdirs.user_config_dir("localagent", appauthor=False))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+_SERVER_FIELDS = {field.name for field in attrs.fields(ServerSettings)}
+
+
+def _server_from(
+    file_table: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    path: Path,
+) -> ServerSettings:
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in file_table.items():
+        if key not in _SERVER_FIELDS:
+            known = ", ".join(sorted(_SERVER_FIELDS))
+            raise ConfigError(f"{path}: unknown setting server.{key} (known: {known})")
+        values[key], sources[key] = value, f"{path}: server.{key}"
+    for name in _SERVER_FIELDS:
+        variable = ENV_PREFIX + name.upper()
+        if variable in environ:
+            values[name], sources[name] = environ[variable], f"${variable}"
+    for key, value in overrides.items():
+        if value is not None:
+            values[key], sources[key] = value, f"--{key.replace('_', '-')}"
+    try:
+        return ServerSettings(**values)
+    except (TypeError, ValueError) as exc:
+        # attrs reports converter/validator failures without the field's source;
+        # find the offending one so the message says where to look.
+        for key, value in values.items():
+            try:
+                ServerSettings(**{key: value})
+            except (TypeError, ValueError) as field_exc:
+                raise ConfigError(f"{sources[key]} = {value!r}: {field_exc}") from None
+        raise ConfigError(str(exc)) from None
+
+
+def load_settings(
+    *,
+    directory: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    server_overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load the settings in order of precedence, lowest first.
+
+    Args:
+        directory: The config directory (default: :func:`config_dir`).
+        environ: Environment to read ``LOCALAGENT_*`` from (default: ``os.environ``).
+        server_overrides: ``[server]`` values from command-line flags; ``None``
+            values are ignored.
+
+    Raises:
+        ConfigError: With the file, variable or flag at fault.
+    """
+    directory = directory if directory is not None else config_dir()
+    environ = os.environ if environ is None else environ
+    path = directory / CONFIG_FILE_NAME
+    document = _read_toml(path)
+    unknown = set(document) - {"server", "plugins"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}")
+    server_table = document.get("server", {})
+    plugin_tables = document.get("plugins", {})
+    if not isinstance(server_table, dict):
+        raise ConfigError(f"{path}: 'server' must be a table")
+    if not isinstance(plugin_tables, dict) or not all(
+        isinstance(table, dict) for table in plugin_tables.values()
+    ):
+        raise ConfigError(f"{path}: 'plugins' must hold one [plugins.NAME] table per plugin")
+    for name, table in plugin_tables.items():
+        if not isinstance(table.get("enabled", True), bool):
+            raise ConfigError(f"{path}: plugins.{name}.enabled must be true or false")
+    server = _server_from(server_table, environ, server_overrides or {}, path)
+    return Settings(config_dir=directory, server=server, plugins=plugin_tables)
+
+
+def set_plugin_enabled(directory: Path, name: str, enabled: bool) -> Path:
+    """Persist ``[plugins.NAME] enabled = ...`` in the config file, keeping its comments.
+
+    Returns:
+        The path of the file written.
+    """
+    import tomlkit  # only the enable/disable commands pay for it
+
+    path = directory / CONFIG_FILE_NAME
+    try:
+        document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else None
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if document is None:
+        document = tomlkit.document()
+    plugins = document.setdefault("plugins", tomlkit.table(is_super_table=True))
+    table = plugins.setdefault(name, tomlkit.table())
+    if enabled:
+        table.pop("enabled", None)
+        if not table:
+            del plugins[name]
+    else:
+        table["enabled"] = False
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,118 @@
+"""``WebSocketConnection``: the :class:`~localagent_hookspecs.Connection` the hooks receive."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from localagent_hookspecs import CloseCallback, SendFunc
+from websockets.asyncio.connection import Connection as WebSocket
+from websockets.exceptions import ConnectionClosed
+
+from . import _codec
+from .exceptions import ConnectionLost
+
+__all__ = ["WebSocketConnection"]
+
+logger = logging.getLogger("localagent")
+_ids = itertools.count(1)
+
+
+class WebSocketConnection:
+    """One WebSocket connection with a wrappable send path.
+
+    ``send`` goes through the send path, which starts as "encode with the
+    codec and write one text frame"; plugins replace it with
+    :meth:`wrap_send`. ``send_frame`` always writes directly.
+    """
+
+    __slots__ = (
+        "_close_callbacks",
+        "_closing",
+        "_report",
+        "_send",
+        "_ws",
+        "id",
+        "origin",
+        "outbound",
+        "remote_address",
+        "state",
+    )
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        outbound: bool,
+        origin: str | None = None,
+        report: Callable[[BaseException, WebSocketConnection], None] | None = None,
+    ) -> None:
+        self._ws = ws
+        self._report = report
+        self.id = f"c{next(_ids)}"
+        self.outbound = outbound
+        self.origin = origin
+        address = ws.remote_address
+        self.remote_address: str | None = (
+            f"{address[0]}:{address[1]}" if isinstance(address, tuple) else None
+        )
+        self.state: dict[str, Any] = {}
+        self._send: SendFunc = self._send_encoded
+        self._close_callbacks: list[CloseCallback] = []
+        self._closing = False
+
+    def __repr__(self) -> str:
+        direction = "outbound" if self.outbound else "inbound"
+        return f"<WebSocketConnection {self.id} {direction} {self.remote_address}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self._ws.close_code is not None
+
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        await self._send(message)
+
+    async def _send_encoded(self, message: Mapping[str, Any]) -> None:
+        await self.send_frame(_codec.dumps(message))
+
+    async def send_frame(self, frame: bytes) -> None:
+        try:
+            await self._ws.send(frame, text=True)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(
+                f"connection {self.id} is closed",
+                code=exc.rcvd.code if exc.rcvd else None,
+                reason=exc.rcvd.reason if exc.rcvd else "",
+            ) from None
+
+    def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
+        self._send = wrapper(self._send)
+
+    def on_close(self, callback: CloseCallback) -> None:
+        self._close_callbacks.append(callback)
+
+    async def run_close_callbacks(self) -> None:
+        """Run the close callbacks (once); failures go to the error reporter."""
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                if self._report is not None:
+                    self._report(exc, self)
+                else:
+                    logger.exception("close callback of %s failed", self.id)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self._closing = True
+        await self.run_close_callbacks()
+        await self._ws.close(code, reason)

@@ -1,0 +1,323 @@
+"""Plugin discovery and loading: the one explicit :func:`load_plugins` function.
+
+Built-in plugins and third-party plugins (entry-point group ``localagent``)
+are registered the same way. Which ones are enabled is decided *before* any
+import, so a disabled plugin's module is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import pluggy
+from localagent_hookspecs import PROJECT_NAME, handled_types, hookspecs
+
+from .exceptions import PluginError
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "LoadedPlugins",
+    "PluginInfo",
+    "PluginManager",
+    "PluginSpec",
+    "discover",
+    "load_plugins",
+    "parse_plugin_options",
+]
+
+ENTRY_POINT_GROUP = "localagent"
+LOAD_PLUGINS_VARIABLE = "LOCALAGENT_LOAD_PLUGINS"
+
+
+@attrs.frozen
+class PluginSpec:
+    """A plugin known before import.
+
+    Attributes:
+        name: The plugin's name (the entry point's name).
+        value: What to import: ``"module"`` or ``"module:attribute"``.
+        distribution: The distribution that provides it (``None`` for built-ins).
+        version: That distribution's version.
+        builtin: Whether it ships inside ``localagent``.
+    """
+
+    name: str
+    value: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+
+
+#: The built-in plugins, registered first, in this order.
+BUILTIN_PLUGINS: tuple[PluginSpec, ...] = (
+    PluginSpec("ping", "localagent.builtin.ping", builtin=True),
+    PluginSpec("echo", "localagent.builtin.echo", builtin=True),
+)
+
+
+@attrs.define(kw_only=True)
+class PluginInfo:
+    """What is known about one plugin after loading.
+
+    Attributes:
+        spec: Where it comes from.
+        enabled: Whether the configuration enables it.
+        registered: Whether it is registered with the plugin manager now.
+        hooks: The hooks it implements.
+        handles: Message types its ``on_message`` implementations declare.
+        import_seconds: Time to import and register it.
+        load_seconds: Time its ``on_load`` took (``None`` if not run).
+        error: Why it failed to import, register or load.
+    """
+
+    spec: PluginSpec
+    enabled: bool
+    registered: bool = False
+    hooks: tuple[str, ...] = ()
+    handles: tuple[str, ...] = ()
+    import_seconds: float | None = None
+    load_seconds: float | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form used by ``localagent plugins list --json``."""
+        return {
+            "name": self.spec.name,
+            "distribution": self.spec.distribution,
+            "version": self.spec.version,
+            "module": self.spec.value,
+            "builtin": self.spec.builtin,
+            "enabled": self.enabled,
+            "registered": self.registered,
+            "hooks": list(self.hooks),
+            "handles": list(self.handles),
+            "import_ms": _ms(self.import_seconds),
+            "load_ms": _ms(self.load_seconds),
+            "error": self.error,
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager for project ``localagent``, with the four hook specs added.
+
+    ``generation`` changes whenever a plugin is registered or unregistered, so
+    the runtime knows when to rebuild its message dispatch table.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.generation = 0
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        self.generation += 1
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        removed = super().unregister(plugin, name)
+        self.generation += 1
+        return removed
+
+
+def discover() -> list[PluginSpec]:
+    """Return the third-party plugins installed under the ``localagent`` entry-point group.
+
+    Sorted by name, so registration (and so pluggy's call order) does not
+    depend on the order of directory listings.
+    """
+    from importlib.metadata import entry_points  # costs ~100 ms: only when discovering
+
+    specs = []
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        specs.append(
+            PluginSpec(
+                name=entry_point.name,
+                value=entry_point.value,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+        )
+    return sorted(specs, key=lambda spec: spec.name)
+
+
+def parse_plugin_options(options: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """Split ``-p NAME`` / ``-p no:NAME`` options into (enable, disable) name sets."""
+    enable, disable = set(), set()
+    for option in options:
+        if option.startswith("no:"):
+            disable.add(option[3:])
+        else:
+            enable.add(option)
+    return frozenset(enable), frozenset(disable)
+
+
+def _is_enabled(
+    spec: PluginSpec,
+    *,
+    disabled_in_config: frozenset[str],
+    load_only: frozenset[str] | None,
+    enable: frozenset[str],
+    disable: frozenset[str],
+) -> bool:
+    if spec.name in disable:
+        return False
+    if spec.name in enable:
+        return True
+    if load_only is not None and not spec.builtin:
+        return spec.name in load_only
+    return spec.name not in disabled_in_config
+
+
+def _load_only(environ: Mapping[str, str]) -> frozenset[str] | None:
+    value = environ.get(LOAD_PLUGINS_VARIABLE)
+    if value is None:
+        return None
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+def _import(value: str) -> object:
+    module_name, _, attribute = value.partition(":")
+    obj: object = importlib.import_module(module_name.strip())
+    for part in attribute.strip().split(".") if attribute.strip() else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def _validate(pm: PluginManager, plugin: object, name: str) -> None:
+    for caller in pm.get_hookcallers(plugin) or ():
+        if not caller.has_spec():
+            raise PluginError(name, f"unknown hook {caller.name!r}")
+    for impl in pm.hook.on_message.get_hookimpls():
+        if impl.plugin is plugin and impl.hookwrapper:
+            raise PluginError(
+                name, "on_message does not support hookwrapper=True; use wrapper=True"
+            )
+
+
+def _describe(pm: PluginManager, plugin: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    hooks = sorted({caller.name for caller in pm.get_hookcallers(plugin) or ()})
+    types: set[str] = set()
+    for impl in pm.hook.on_message.get_hookimpls():
+        if impl.plugin is plugin:
+            types |= handled_types(impl.function) or set()
+    return tuple(hooks), tuple(sorted(types))
+
+
+@attrs.define
+class LoadedPlugins:
+    """The result of :func:`load_plugins`.
+
+    Attributes:
+        manager: The plugin manager with every successfully loaded plugin.
+        infos: One entry per known plugin (enabled or not), built-ins first.
+    """
+
+    manager: PluginManager
+    infos: list[PluginInfo]
+
+    def info(self, name: str) -> PluginInfo | None:
+        return next((info for info in self.infos if info.name == name), None)
+
+    @property
+    def errors(self) -> list[PluginInfo]:
+        return [info for info in self.infos if info.error is not None]
+
+
+def load_plugins(
+    *,
+    disabled_in_config: Iterable[str] = (),
+    options: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    specs: Sequence[PluginSpec] | None = None,
+    extra: Mapping[str, object] | None = None,
+    strict: bool = False,
+) -> LoadedPlugins:
+    """Decide which plugins are enabled, import and register those, and validate them.
+
+    This is the one place plugins are loaded; nothing is imported as a side
+    effect of importing ``localagent``. ``on_load`` is not run here: the
+    runtime runs it, concurrently, when it starts.
+
+    Args:
+        disabled_in_config: Names with ``enabled = false`` in the config file.
+        options: ``-p NAME`` / ``-p no:NAME`` values, which win over everything.
+        environ: Read for ``LOCALAGENT_LOAD_PLUGINS`` (default ``os.environ``): a
+            comma list of the only third-party plugins to load; empty loads none.
+        specs: Third-party plugins to consider (default: :func:`discover`).
+        extra: Plugin objects to register directly by name (tests, embedding).
+        strict: Raise :class:`PluginError` on the first failure instead of
+            recording it and going on.
+
+    Returns:
+        The manager and an info record per plugin.
+    """
+    environ = os.environ if environ is None else environ
+    enable, disable = parse_plugin_options(options)
+    load_only = _load_only(environ)
+    if specs is None:
+        specs = discover() if load_only != frozenset() or enable else []
+    pm = PluginManager()
+    infos: list[PluginInfo] = []
+    seen: set[str] = set()
+    for spec in (*BUILTIN_PLUGINS, *specs):
+        enabled = _is_enabled(
+            spec,
+            disabled_in_config=frozenset(disabled_in_config),
+            load_only=load_only,
+            enable=enable,
+            disable=disable,
+        )
+        info = PluginInfo(spec=spec, enabled=enabled)
+        infos.append(info)
+        if spec.name in seen:
+            info.error = f"another plugin is already named {spec.name!r}"
+        seen.add(spec.name)
+        if not enabled or info.error:
+            continue
+        started = time.perf_counter()
+        try:
+            plugin = _import(spec.value)
+        except Exception as exc:
+            info.error = f"import failed: {type(exc).__name__}: {exc}"
+        else:
+            info.error = _register(pm, plugin, info)
+        info.import_seconds = time.perf_counter() - started
+        if info.error and strict:
+            raise PluginError(spec.name, info.error)
+    for name, plugin in (extra or {}).items():
+        info = PluginInfo(spec=PluginSpec(name, repr(plugin)), enabled=True)
+        infos.append(info)
+        info.error = _register(pm, plugin, info)
+        if info.error and strict:
+            raise PluginError(name, info.error)
+    return LoadedPlugins(manager=pm, infos=infos)
+
+
+def _register(pm: PluginManager, plugin: object, info: PluginInfo) -> str | None:
+    try:
+        pm.register(plugin, name=info.name)
+        _validate(pm, plugin, info.name)
+    except (pluggy.PluginValidationError, PluginError, ValueError) as exc:
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        message = str(exc)
+        return message.removeprefix(f"plugin {info.name!r}: ")
+    info.registered = True
+    info.hooks, info.handles = _describe(pm, plugin)
+    return None

@@ -1,0 +1,147 @@
+"""The wire protocol: message envelopes, replies, batch frames and validation.
+
+Pure code, no I/O: the transport hands frames in and sends what comes out, and
+unit tests drive it without sockets.
+
+Inbound, a frame is one JSON object ``{"id", "type", "data"}`` or a batch
+frame ``{"type": "batch", "messages": [...]}`` carrying such objects. Replies
+carry the request's ``id`` and either ``result`` or ``error`` (``code``,
+``message`` and optional ``details``). Any receiver unbatches batch frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from . import _codec
+
+__all__ = [
+    "BATCH",
+    "INTERNAL_ERROR",
+    "INVALID_JSON",
+    "INVALID_MESSAGE",
+    "MAX_TYPE_LENGTH",
+    "UNKNOWN_TYPE",
+    "Invalid",
+    "Message",
+    "batch_frame",
+    "error_reply",
+    "parse_frame",
+    "result_reply",
+    "unbatch",
+]
+
+BATCH: Final = "batch"
+MAX_TYPE_LENGTH: Final = 128
+
+INVALID_JSON: Final = "invalid_json"
+INVALID_MESSAGE: Final = "invalid_message"
+UNKNOWN_TYPE: Final = "unknown_type"
+INTERNAL_ERROR: Final = "internal_error"
+
+
+@attrs.frozen(slots=True)
+class Message:
+    """One validated inbound message.
+
+    Attributes:
+        id: Correlation id (``str`` or ``int``), ``None`` for a notification.
+        type: Message type, a non-empty string.
+        data: Payload, any JSON value (``None`` when absent).
+    """
+
+    id: str | int | None
+    type: str
+    data: Any = None
+
+
+@attrs.frozen(slots=True)
+class Invalid:
+    """A frame, or a member of a batch frame, that is not a valid message.
+
+    Attributes:
+        id: The id, when one could be read from the broken message.
+        code: ``invalid_json`` or ``invalid_message``.
+        reason: What is wrong, for the error reply.
+    """
+
+    id: str | int | None
+    code: str
+    reason: str
+
+
+def _valid_id(value: object) -> bool:
+    return value is None or (type(value) is int) or isinstance(value, str)
+
+
+def _to_message(obj: object, *, in_batch: bool) -> Message | Invalid:
+    if type(obj) is not dict:
+        return Invalid(None, INVALID_MESSAGE, "a message must be a JSON object")
+    msg_id = obj.get("id")
+    if not _valid_id(msg_id):
+        return Invalid(None, INVALID_MESSAGE, "'id' must be a string, an integer or absent")
+    msg_type = obj.get("type")
+    if not isinstance(msg_type, str) or not msg_type:
+        return Invalid(msg_id, INVALID_MESSAGE, "'type' must be a non-empty string")
+    if len(msg_type) > MAX_TYPE_LENGTH:
+        return Invalid(msg_id, INVALID_MESSAGE, f"'type' is longer than {MAX_TYPE_LENGTH}")
+    if msg_type == BATCH:
+        reason = "batch frames cannot be nested" if in_batch else "'messages' must be a list"
+        return Invalid(msg_id, INVALID_MESSAGE, reason)
+    return Message(msg_id, msg_type, obj.get("data"))
+
+
+def parse_frame(frame: bytes | bytearray | memoryview | str) -> list[Message | Invalid]:
+    """Decode and validate one inbound frame.
+
+    Never raises: every problem becomes an :class:`Invalid` item, in the
+    position of the message it replaces, so the caller can answer each one.
+
+    Args:
+        frame: The frame's payload (text frames may arrive as UTF-8 bytes).
+
+    Returns:
+        One item for a plain message; one per member for a batch frame (an
+        empty batch yields an empty list).
+    """
+    try:
+        obj = _codec.loads(frame)
+    except (_codec.DecodeError, UnicodeDecodeError, TypeError):
+        return [Invalid(None, INVALID_JSON, "the frame is not valid UTF-8 JSON")]
+    if type(obj) is dict and obj.get("type") == BATCH:
+        members = obj.get("messages")
+        if type(members) is list:
+            return [_to_message(member, in_batch=True) for member in members]
+    return [_to_message(obj, in_batch=False)]
+
+
+def result_reply(msg_id: str | int | None, result: Any) -> dict[str, Any]:
+    """Build the reply that carries a handler's result."""
+    return {"id": msg_id, "result": result}
+
+
+def error_reply(
+    msg_id: str | int | None, code: str, message: str, details: Any = None
+) -> dict[str, Any]:
+    """Build an error reply; ``details`` is included only when not ``None``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"id": msg_id, "error": error}
+
+
+def batch_frame(messages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Wrap outbound messages in one batch frame."""
+    return {"type": BATCH, "messages": list(messages)}
+
+
+def unbatch(obj: Any) -> list[Any]:
+    """Return the messages a received frame carries: the members of a batch, or itself."""
+    if type(obj) is dict and obj.get("type") == BATCH:
+        members = obj.get("messages")
+        if type(members) is list:
+            return members
+    return [obj]

@@ -1,0 +1,283 @@
+"""The agent runtime: runs the hooks, serves connections, turns failures into replies.
+
+Transport-agnostic: it receives frames and a :class:`WebSocketConnection`, and
+never touches the listening socket (that is :mod:`localagent._server`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from localagent_hookspecs import Connection, Message, MessageError, Stage
+from pluggy import HookImpl
+from websockets.asyncio.connection import Connection as WebSocket
+from websockets.exceptions import ConnectionClosed
+
+from . import _codec
+from ._config import Settings
+from ._connection import WebSocketConnection
+from ._dispatch import Dispatcher, HandlerFailed
+from ._plugins import LoadedPlugins
+from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
+from .exceptions import ConnectionLost, PluginError
+
+__all__ = ["AgentRuntime", "ErrorContext"]
+
+logger = logging.getLogger("localagent")
+
+
+@attrs.frozen
+class ErrorContext:
+    """Where a failure happened (see :class:`localagent_hookspecs.ErrorContext`)."""
+
+    stage: Stage
+    plugin: str | None = None
+    connection: Connection | None = None
+    message: Message | None = None
+
+
+def _error_reply_for(msg_id: str | int | None, error: BaseException) -> dict[str, Any]:
+    if isinstance(error, MessageError):
+        return error_reply(msg_id, error.code, error.message, error.details)
+    return error_reply(msg_id, INTERNAL_ERROR, f"the handler failed: {type(error).__name__}")
+
+
+class AgentRuntime:
+    """The running agent: what plugins see as :class:`localagent_hookspecs.Agent`.
+
+    Args:
+        settings: The loaded settings.
+        plugins: The loaded plugins (see :func:`localagent.load_plugins`).
+        strict: Make a failing ``on_load`` fatal.
+    """
+
+    def __init__(self, settings: Settings, plugins: LoadedPlugins, *, strict: bool = False) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.pm = plugins.manager
+        self.strict = strict
+        self.dispatcher = Dispatcher(self.pm)
+        self.connections: set[WebSocketConnection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._max_in_flight = settings.server.max_in_flight
+
+    # -- the Agent protocol ------------------------------------------------
+
+    @property
+    def config_dir(self) -> Path:
+        return self.settings.config_dir
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def plugin_config(self, name: str) -> Mapping[str, Any]:
+        return self.settings.plugin_config(name)
+
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.report(task.exception(), ErrorContext("transport"))  # type: ignore[arg-type]
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run every plugin's ``on_load`` concurrently and record its time.
+
+        Raises:
+            PluginError: If ``strict`` and a plugin's ``on_load`` failed.
+        """
+        self._loop = asyncio.get_running_loop()
+        impls = list(reversed(self.pm.hook.on_load.get_hookimpls()))
+        outcomes = await asyncio.gather(*(self._load_one(impl) for impl in impls))
+        for impl, error in zip(impls, outcomes, strict=True):
+            if error is None:
+                continue
+            name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            info = self.plugins.info(name)
+            if info is not None:
+                info.error = f"on_load failed: {type(error).__name__}: {error}"
+                info.registered = False
+            self.report(error, ErrorContext("load", plugin=name))
+            self.pm.unregister(impl.plugin)
+            if self.strict:
+                raise PluginError(name, f"on_load failed: {error}") from error
+            logger.error("plugin %r disabled: on_load failed: %s", name, error)
+
+    async def _load_one(self, impl: HookImpl) -> BaseException | None:
+        name = self.pm.get_name(impl.plugin)
+        started = time.perf_counter()
+        try:
+            result = impl.function(*([self] if impl.argnames else []))
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            return exc
+        finally:
+            info = self.plugins.info(name) if name else None
+            if info is not None:
+                info.load_seconds = time.perf_counter() - started
+        return None
+
+    async def aclose(self) -> None:
+        """Cancel the background tasks started with :meth:`spawn`."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- errors ------------------------------------------------------------
+
+    def report(self, error: BaseException, context: ErrorContext) -> MessageError | None:
+        """Send ``error`` through ``on_error``; return the reply a plugin chose, if any."""
+        try:
+            chosen = self.pm.hook.on_error(error=error, context=context)
+        except Exception:
+            logger.exception("an on_error implementation failed")
+            return None
+        return chosen if isinstance(chosen, MessageError) else None
+
+    def _report_connection(self, error: BaseException, connection: WebSocketConnection) -> None:
+        self.report(error, ErrorContext("close", connection=connection))
+
+    # -- connections -------------------------------------------------------
+
+    def connection_for(
+        self, ws: WebSocket, *, outbound: bool, origin: str | None = None
+    ) -> WebSocketConnection:
+        """Wrap a websockets connection for the hooks."""
+        return WebSocketConnection(
+            ws, outbound=outbound, origin=origin, report=self._report_connection
+        )
+
+    async def run_on_connect(self, connection: WebSocketConnection) -> None:
+        """Call every ``on_connect``; one plugin's failure does not stop the others."""
+        for impl in reversed(self.pm.hook.on_connect.get_hookimpls()):
+            try:
+                result = impl.function(*([connection] if impl.argnames else []))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                name = self.pm.get_name(impl.plugin)
+                self.report(exc, ErrorContext("connect", plugin=name, connection=connection))
+
+    async def serve(self, ws: WebSocket, *, origin: str | None = None) -> None:
+        """Serve one inbound connection until it closes."""
+        connection = self.connection_for(ws, outbound=False, origin=origin)
+        self.connections.add(connection)
+        in_flight = asyncio.Semaphore(self._max_in_flight)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            await self.run_on_connect(connection)
+            while True:
+                frame = await ws.recv(decode=False)
+                for item in parse_frame(frame):
+                    if isinstance(item, Invalid):
+                        await self._reject(connection, item)
+                        continue
+                    try:
+                        result = self.dispatcher.dispatch(connection, item)
+                    except HandlerFailed as failed:
+                        await self._fail(connection, item, failed)
+                        continue
+                    if inspect.isawaitable(result):
+                        # Async handler: finish it in a task so the next message is
+                        # read meanwhile; the semaphore bounds how many run at once.
+                        await in_flight.acquire()
+                        task = asyncio.create_task(
+                            self._finish(connection, item, result, in_flight)
+                        )
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
+                    elif item.id is not None:
+                        await self._reply(connection, item, {"id": item.id, "result": result})
+        except (ConnectionClosed, ConnectionLost):
+            pass
+        finally:
+            self.connections.discard(connection)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await connection.run_close_callbacks()
+
+    async def _finish(
+        self,
+        connection: WebSocketConnection,
+        message: Message,
+        pending: Any,
+        in_flight: asyncio.Semaphore,
+    ) -> None:
+        try:
+            try:
+                result = await pending
+            except HandlerFailed as failed:
+                await self._fail(connection, message, failed)
+            else:
+                if message.id is not None:
+                    await self._reply(connection, message, {"id": message.id, "result": result})
+        except ConnectionLost:
+            pass  # the client went away; nobody is left to answer
+        finally:
+            in_flight.release()
+
+    async def _reply(
+        self, connection: WebSocketConnection, message: Message, reply: dict[str, Any]
+    ) -> None:
+        try:
+            await connection.send(reply)
+        except ConnectionLost:
+            raise
+        except _codec.EncodeError as exc:
+            error = self.report(exc, ErrorContext("send", connection=connection, message=message))
+            await connection.send(
+                _error_reply_for(
+                    message.id,
+                    error
+                    or MessageError(INTERNAL_ERROR, f"the reply is not JSON-serialisable: {exc}"),
+                )
+            )
+        except Exception as exc:
+            self.report(exc, ErrorContext("send", connection=connection, message=message))
+            await connection.send_frame(_codec.dumps(_error_reply_for(message.id, exc)))
+
+    async def _fail(
+        self, connection: WebSocketConnection, message: Message, failed: HandlerFailed
+    ) -> None:
+        error = failed.error
+        if not isinstance(error, Exception):
+            raise error  # CancelledError, KeyboardInterrupt: not ours to swallow
+        if not isinstance(error, MessageError):
+            logger.error(
+                "handler for %r (plugin %r) failed",
+                message.type,
+                failed.plugin,
+                exc_info=error,
+            )
+        context = ErrorContext(
+            "message", plugin=failed.plugin, connection=connection, message=message
+        )
+        chosen = self.report(error, context)
+        await connection.send(_error_reply_for(message.id, chosen or error))
+
+    async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
+        error = MessageError(invalid.code, invalid.reason)
+        chosen = self.report(error, ErrorContext("message", connection=connection))
+        await connection.send(_error_reply_for(invalid.id, chosen or error))

@@ -1,0 +1,204 @@
+"""The listening WebSocket server: a thin layer of websockets around the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.server import Server as WebSocketServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import MultipleValuesError
+from websockets.http11 import Request, Response
+
+from ._config import Settings, load_settings
+from ._plugins import load_plugins
+from ._runtime import AgentRuntime
+from ._security import HandshakePolicy, TokenFile, is_loopback, redacting_logger
+from .exceptions import ConfigError
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("localagent")
+
+GOING_AWAY = 1001
+
+
+class Server:
+    """A running agent: plugins loaded, ``on_load`` done, listening on a socket.
+
+    Create it with :meth:`create` and use it as an async context manager::
+
+        async with Server.create(port=0) as server:
+            print(server.url)
+            await server.serve_forever()
+
+    Args:
+        runtime: The agent runtime to serve.
+        token: The token source (defaults to the token file in the config dir).
+    """
+
+    def __init__(self, runtime: AgentRuntime, *, token: TokenFile | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.token_file = token or TokenFile(self.settings.config_dir)
+        server = self.settings.server
+        self.policy = HandshakePolicy.create(
+            self.token_file.get,
+            bind_host=server.host,
+            origins=server.origins,
+            allowed_hosts=server.allowed_hosts,
+        )
+        self._ws_server: WebSocketServer | None = None
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings | None = None,
+        *,
+        options: Sequence[str] = (),
+        strict: bool = False,
+        extra_plugins: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **server_overrides: Any,
+    ) -> Server:
+        """Load settings (unless given) and plugins and build a server; nothing runs yet.
+
+        Args:
+            settings: Use these instead of loading them.
+            options: ``-p NAME`` / ``-p no:NAME`` plugin options.
+            strict: Make any plugin failure fatal.
+            extra_plugins: Plugin objects to register by name besides the discovered ones.
+            environ: Environment for settings and plugin selection (default ``os.environ``).
+            server_overrides: ``[server]`` settings such as ``port=0``.
+        """
+        environ = os.environ if environ is None else environ
+        if settings is None:
+            settings = load_settings(environ=environ, server_overrides=server_overrides)
+        plugins = load_plugins(
+            disabled_in_config=settings.disabled_plugins,
+            options=options,
+            environ=environ,
+            extra=extra_plugins,
+            strict=strict,
+        )
+        for info in plugins.errors:
+            logger.error("plugin %r failed to load: %s", info.name, info.error)
+        return cls(AgentRuntime(settings, plugins, strict=strict))
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with ``port=0``)."""
+        if self._ws_server is None:
+            raise RuntimeError("the server is not started")
+        return int(self._ws_server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT`` of the running server (without the token)."""
+        host = self.settings.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"ws://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Run ``on_load`` for every plugin, then start listening.
+
+        Raises:
+            ConfigError: A non-loopback bind without ``allow_remote``, or the
+                port cannot be bound.
+            PluginError: In strict mode, when a plugin's ``on_load`` fails.
+        """
+        server = self.settings.server
+        if not is_loopback(server.host):
+            if not server.allow_remote:
+                raise ConfigError(
+                    f"binding to {server.host} exposes the agent beyond this machine; "
+                    "pass --allow-remote (or set server.allow_remote) if you mean it"
+                )
+            logger.warning(
+                "listening on non-loopback address %s: anyone who can reach it and has "
+                "the token can use this agent",
+                server.host,
+            )
+        self.token_file.get()  # create it now, not at the first handshake
+        await self.runtime.start()
+        try:
+            self._ws_server = await serve(
+                self._handle,
+                server.host,
+                server.port,
+                process_request=self._check_handshake,
+                compression="deflate" if server.compression else None,
+                max_size=server.max_message_size,
+                ping_interval=server.ping_interval,
+                ping_timeout=server.ping_timeout,
+                open_timeout=server.open_timeout,
+                server_header="LocalAgent",
+                logger=redacting_logger("localagent.websockets.server", self.token_file.get),
+            )
+        except OSError as exc:
+            await self.runtime.aclose()
+            raise ConfigError(
+                f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}"
+            ) from None
+
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        headers = request.headers
+        try:
+            rejection = self.policy.check(
+                request.path,
+                headers.get("Host"),
+                headers.get("Origin"),
+                headers.get("Authorization"),
+            )
+        except MultipleValuesError:
+            return connection.respond(400, "duplicate Host, Origin or Authorization header\n")
+        if rejection is None:
+            return None
+        logger.info(
+            "refused a connection from %s: %s (%d)",
+            connection.remote_address[0] if connection.remote_address else "?",
+            rejection.reason,
+            rejection.status,
+        )
+        return connection.respond(rejection.status, rejection.reason + "\n")
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        await self.runtime.serve(
+            ws, origin=ws.request.headers.get("Origin") if ws.request else None
+        )
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        if self._ws_server is None:
+            raise RuntimeError("the server is not started")
+        await self._ws_server.serve_forever()
+
+    async def aclose(self) -> None:
+        """Stop accepting, close every connection with 1001, stop background tasks."""
+        if self._ws_server is None:
+            return
+        self._ws_server.close(close_connections=False)
+        connections = list(self.runtime.connections)
+        await asyncio.gather(
+            *(c.close(GOING_AWAY, "server shutting down") for c in connections),
+            return_exceptions=True,
+        )
+        await self._ws_server.wait_closed()
+        await self.runtime.aclose()
+        self._ws_server = None
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,346 @@
+"""The ``localagent`` command line (click).
+
+Heavy imports (websockets, the runtime) happen inside the commands that need
+them, so ``localagent --help`` and ``localagent plugins list`` start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import click
+
+from . import __version__
+from ._config import config_dir, load_settings, set_plugin_enabled
+from ._plugins import BUILTIN_PLUGINS, LoadedPlugins, PluginInfo, PluginSpec, load_plugins
+from .exceptions import LocalAgentError
+
+__all__ = ["main"]
+
+EXIT_REPLY_ERROR = 1
+EXIT_CONNECT_FAILED = 3
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Turn LocalAgent's own errors into one-line messages instead of tracebacks."""
+    try:
+        yield
+    except LocalAgentError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        with _clean_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="localagent")
+@click.option(
+    "--config-dir",
+    type=click.Path(file_okay=False),
+    envvar="LOCALAGENT_CONFIG_DIR",
+    help="Directory of config.toml and the token (default: the platform's user config dir).",
+)
+def main(config_dir: str | None) -> None:
+    """LocalAgent: a local agent runtime that serves plugins over a WebSocket.
+
+    Start the agent with `localagent serve`, talk to it with `localagent send`,
+    and manage plugins with `localagent plugins`. Settings come from
+    config.toml, then LOCALAGENT_* variables, then flags.
+    """
+    if config_dir:
+        os.environ["LOCALAGENT_CONFIG_DIR"] = config_dir
+
+
+# -- serve -----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8765; 0 picks a free one).")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    default=None,
+    help="Allow binding a non-loopback address (exposes the agent to the network).",
+)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    help="Allow this browser Origin (repeatable), e.g. http://localhost:3000.",
+)
+@click.option(
+    "-p",
+    "plugin_options",
+    multiple=True,
+    metavar="NAME|no:NAME",
+    help="Enable (NAME) or disable (no:NAME) a plugin for this run only (repeatable).",
+)
+@click.option("--strict", is_flag=True, help="Exit if any plugin fails to import or load.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Logging verbosity (the token is never logged).",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    allow_remote: bool | None,
+    origins: tuple[str, ...],
+    plugin_options: tuple[str, ...],
+    strict: bool,
+    log_level: str,
+) -> None:
+    """Run the agent until interrupted (Ctrl-C or SIGTERM)."""
+    _setup_logging(log_level)
+    overrides: dict[str, Any] = {"host": host, "port": port, "allow_remote": allow_remote}
+    if origins:
+        overrides["origins"] = origins
+    settings = load_settings(server_overrides=overrides)
+    with suppress(KeyboardInterrupt):
+        asyncio.run(_serve(settings, plugin_options, strict))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # websockets logs every handshake at INFO; keep its warnings only.
+    logging.getLogger("localagent.websockets").setLevel(
+        max(logging.WARNING, logging.getLogger().level)
+    )
+
+
+async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> None:
+    from ._server import Server
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server = Server.create(settings, options=plugin_options, strict=strict)
+    await server.start()
+    loaded = [i.name for i in server.runtime.plugins.infos if i.registered]
+    click.echo(
+        f"LocalAgent {__version__} listening on {server.url}\n"
+        f"  token file: {server.token_file.path}\n"
+        f"  plugins: {', '.join(loaded) or '(none)'}",
+        err=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        click.echo("LocalAgent shutting down", err=True)
+        await server.aclose()
+
+
+# -- send ------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("type")
+@click.argument("data", required=False)
+@click.option(
+    "--url",
+    envvar="LOCALAGENT_URL",
+    help="Agent URL (default: $LOCALAGENT_URL or the configured one).",
+)
+@click.option(
+    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the reply."
+)
+def send(type: str, data: str | None, url: str | None, timeout: float) -> None:
+    """Send one message of TYPE with optional JSON DATA and print the reply.
+
+    Exit status: 0 with a result, 1 for an error reply, 3 when the agent
+    cannot be reached. Example: localagent send echo '{"hello": "world"}'
+    """
+    from . import _codec
+
+    payload = None
+    if data is not None:
+        try:
+            payload = _codec.loads(data)
+        except _codec.DecodeError:
+            raise click.BadParameter(
+                "must be JSON, e.g. '\"text\"' or '{\"a\": 1}'", param_hint="DATA"
+            ) from None
+    result = asyncio.run(_send(url, type, payload, timeout))
+    click.echo(_pretty(result))
+
+
+async def _send(url: str | None, message_type: str, data: Any, timeout: float) -> Any:
+    from ._client import Client
+    from .exceptions import ConnectFailed, ConnectionLost, ReplyError
+
+    try:
+        async with Client(url) as client:
+            return await client.request(message_type, data, timeout=timeout)
+    except ReplyError as exc:
+        click.echo(f"Error: {exc.code}: {exc.message}", err=True)
+        sys.exit(EXIT_REPLY_ERROR)
+    except (ConnectFailed, ConnectionLost) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_CONNECT_FAILED)
+    except TimeoutError:
+        click.echo(f"Error: no reply within {timeout:g} s", err=True)
+        sys.exit(EXIT_CONNECT_FAILED)
+
+
+def _pretty(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+# -- plugins ---------------------------------------------------------------
+
+
+@main.group()
+def plugins() -> None:
+    """List, inspect, enable and disable plugins."""
+
+
+def _load_all() -> tuple[Any, LoadedPlugins]:
+    from ._plugins import discover
+
+    settings = load_settings()
+    loaded = load_plugins(disabled_in_config=settings.disabled_plugins, specs=discover())
+    return settings, loaded
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per plugin.")
+@click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
+def plugins_list(as_json: bool, show_all: bool) -> None:
+    """List installed plugins: version, hooks, enabled, import time, errors.
+
+    Enabled plugins are imported to find their hooks; disabled ones never are.
+    """
+    _settings, loaded = _load_all()
+    infos = [i for i in loaded.infos if show_all or not i.spec.builtin]
+    if as_json:
+        click.echo(_pretty([info.to_json() for info in infos]))
+        return
+    if not infos:
+        click.echo("No third-party plugins installed (--all shows the built-in ones).")
+        return
+    click.echo(_table(infos))
+    for info in infos:
+        if info.error:
+            click.echo(f"error: plugin {info.name!r}: {info.error}", err=True)
+
+
+def _status(info: PluginInfo) -> str:
+    if info.error:
+        return "error"
+    return "enabled" if info.enabled else "disabled"
+
+
+def _table(infos: Sequence[PluginInfo]) -> str:
+    rows = [("NAME", "VERSION", "STATUS", "IMPORT", "HOOKS", "DISTRIBUTION")]
+    for info in infos:
+        import_ms = f"{info.import_seconds * 1000:.1f} ms" if info.import_seconds else "-"
+        rows.append(
+            (
+                info.name,
+                info.spec.version or ("built-in" if info.spec.builtin else "-"),
+                _status(info),
+                import_ms,
+                ",".join(info.hooks) or "-",
+                info.spec.distribution or "localagent",
+            )
+        )
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _known_spec(name: str) -> PluginSpec:
+    from ._plugins import discover
+
+    specs = [*BUILTIN_PLUGINS, *discover()]
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    known = ", ".join(sorted(spec.name for spec in specs))
+    raise click.ClickException(f"no plugin named {name!r} is installed (known: {known})")
+
+
+def _toggle(name: str, enabled: bool) -> None:
+    _known_spec(name)
+    path = set_plugin_enabled(config_dir(), name, enabled)
+    state = "enabled" if enabled else "disabled"
+    click.echo(f"{state} plugin {name!r} (saved in {path})")
+
+
+@plugins.command("enable")
+@click.argument("name")
+def plugins_enable(name: str) -> None:
+    """Enable plugin NAME (persisted in config.toml)."""
+    _toggle(name, True)
+
+
+@plugins.command("disable")
+@click.argument("name")
+def plugins_disable(name: str) -> None:
+    """Disable plugin NAME (persisted in config.toml); it will not be imported."""
+    _toggle(name, False)
+
+
+@plugins.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_info(name: str, as_json: bool) -> None:
+    """Show everything known about plugin NAME."""
+    _known_spec(name)
+    _settings, loaded = _load_all()
+    info = loaded.info(name)
+    assert info is not None
+    data = info.to_json()
+    if as_json:
+        click.echo(_pretty(data))
+        return
+    for key, value in data.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key + ':':<14}{'-' if shown in (None, '') else shown}")
+
+
+# -- token -----------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="Replace the token; running agents use the new one for new connections.",
+)
+@click.option(
+    "--path", "show_path", is_flag=True, help="Print the token file's path instead of the token."
+)
+def token(rotate: bool, show_path: bool) -> None:
+    """Print the agent's token (created on first use, stored with mode 0600)."""
+    from ._security import TokenFile
+
+    token_file = TokenFile(config_dir())
+    if show_path:
+        token_file.get()
+        click.echo(str(token_file.path))
+        return
+    click.echo(token_file.rotate() if rotate else token_file.get())
