@@ -42,7 +42,7 @@ def _tuple_of_str(value: Any) -> tuple[str, ...]:
 def _optional_float(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and value.lower() in ("", "none", "off")):
         return None
-    return float(value)
+    return _float(value)
 
 
 def _bool(value: Any) -> bool:
@@ -56,9 +56,21 @@ def _bool(value: Any) -> bool:
 
 
 def _int(value: Any) -> int:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise TypeError("expected an integer")
     return int(value)
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("expected a number")
+    return float(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
 
 
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -91,7 +103,7 @@ class ServerSettings:
         shutdown_grace: Seconds in-flight requests get to finish at shutdown.
     """
 
-    host: str = attrs.field(default="127.0.0.1", converter=str)
+    host: str = attrs.field(default="127.0.0.1", converter=_str)
     port: int = attrs.field(default=8765, converter=_int, validator=_port)
     allow_remote: bool = attrs.field(default=False, converter=_bool)
     origins: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
@@ -105,8 +117,8 @@ class ServerSettings:
     ping_timeout: float | None = attrs.field(
         default=20.0, converter=_optional_float, validator=_positive
     )
-    open_timeout: float = attrs.field(default=10.0, converter=float, validator=_positive)
-    shutdown_grace: float = attrs.field(default=5.0, converter=float)
+    open_timeout: float = attrs.field(default=10.0, converter=_float, validator=_positive)
+    shutdown_grace: float = attrs.field(default=5.0, converter=_float)
 
 
 @attrs.frozen(kw_only=True)

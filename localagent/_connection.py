@@ -33,12 +33,12 @@ class WebSocketConnection:
         "_close_callbacks",
         "_closing",
         "_report",
-        "_send",
         "_ws",
         "id",
         "origin",
         "outbound",
         "remote_address",
+        "send_path",
         "state",
     )
 
@@ -60,7 +60,8 @@ class WebSocketConnection:
             f"{address[0]}:{address[1]}" if isinstance(address, tuple) else None
         )
         self.state: dict[str, Any] = {}
-        self._send: SendFunc = self._send_encoded
+        #: The current send path; the runtime calls it directly on the hot path.
+        self.send_path: SendFunc = self._send_encoded
         self._close_callbacks: list[CloseCallback] = []
         self._closing = False
 
@@ -77,23 +78,29 @@ class WebSocketConnection:
         return self._ws.close_code
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        await self._send(message)
+        await self.send_path(message)
 
     async def _send_encoded(self, message: Mapping[str, Any]) -> None:
-        await self.send_frame(_codec.dumps(message))
+        try:
+            await self._ws.send(_codec.dumps(message), text=True)
+        except ConnectionClosed as exc:
+            raise self._lost(exc) from None
 
     async def send_frame(self, frame: bytes) -> None:
         try:
             await self._ws.send(frame, text=True)
         except ConnectionClosed as exc:
-            raise ConnectionLost(
-                f"connection {self.id} is closed",
-                code=exc.rcvd.code if exc.rcvd else None,
-                reason=exc.rcvd.reason if exc.rcvd else "",
-            ) from None
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: ConnectionClosed) -> ConnectionLost:
+        return ConnectionLost(
+            f"connection {self.id} is closed",
+            code=exc.rcvd.code if exc.rcvd else None,
+            reason=exc.rcvd.reason if exc.rcvd else "",
+        )
 
     def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
-        self._send = wrapper(self._send)
+        self.send_path = wrapper(self.send_path)
 
     def on_close(self, callback: CloseCallback) -> None:
         self._close_callbacks.append(callback)

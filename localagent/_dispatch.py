@@ -9,8 +9,8 @@ a pluggy hook call costs several microseconds (DESIGN.md §5).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Generator
+from types import CoroutineType
 from typing import Any
 
 import attrs
@@ -20,7 +20,7 @@ from pluggy import HookImpl
 from ._plugins import PluginManager
 from ._protocol import UNKNOWN_TYPE
 
-__all__ = ["Dispatcher", "HandlerFailed", "Route"]
+__all__ = ["Dispatcher", "HandlerFailed", "Route", "is_pending"]
 
 Handler = Callable[[Connection, Message], Any]
 Wrapper = Callable[[Connection, Message], Generator[None, Any, Any]]
@@ -33,6 +33,27 @@ class HandlerFailed(Exception):
         super().__init__(plugin, error)
         self.plugin = plugin
         self.error = error
+
+
+_awaitable_types: dict[type, bool] = {}
+
+
+def _is_awaitable(value: object) -> bool:
+    """``inspect.isawaitable`` for handler results, cached per type (it is on the hot path)."""
+    kind = type(value)
+    known = _awaitable_types.get(kind)
+    if known is None:
+        known = _awaitable_types[kind] = hasattr(kind, "__await__")
+    return known
+
+
+def is_pending(result: object) -> bool:
+    """Whether :meth:`Dispatcher.dispatch` returned work still to await.
+
+    The dispatcher awaits handler awaitables inside its own coroutines, so
+    "pending" is exactly "a coroutine object"; a finished result never is one.
+    """
+    return type(result) is CoroutineType
 
 
 def _positional(impl: HookImpl) -> Callable[[Connection, Message], Any]:
@@ -111,7 +132,9 @@ class Dispatcher:
             HandlerFailed: A handler raised (``MessageError`` included), or no
                 handler answered (``MessageError`` with code ``unknown_type``).
         """
-        route = self.route(message.type)
+        if self._generation != self._pm.generation:
+            self._rebuild()
+        route = self._table.get(message.type, self._default)
         if route.wrappers:
             return self._wrapped(route, connection, message)
         return self._call(route, 0, connection, message)
@@ -125,7 +148,7 @@ class Dispatcher:
                 raise HandlerFailed(route.plugins[index], exc) from exc
             if result is None:
                 continue
-            if inspect.isawaitable(result):
+            if _is_awaitable(result):
                 return self._finish(route, index, result, connection, message)
             return result
         raise HandlerFailed(None, _unknown(message))
@@ -138,18 +161,15 @@ class Dispatcher:
         connection: Connection,
         message: Message,
     ) -> Any:
-        while True:
-            try:
-                result = await pending
-            except BaseException as exc:
-                raise HandlerFailed(route.plugins[index], exc) from exc
-            if result is not None:
-                return result
-            # An async handler passed; try the ones after it.
-            result = self._call(route, index + 1, connection, message)
-            if not inspect.isawaitable(result):
-                return result
-            return await result
+        try:
+            result = await pending
+        except BaseException as exc:
+            raise HandlerFailed(route.plugins[index], exc) from exc
+        if result is not None:
+            return result
+        # The async handler passed; try the ones after it.
+        result = self._call(route, index + 1, connection, message)
+        return await result if is_pending(result) else result
 
     async def _wrapped(self, route: Route, connection: Connection, message: Message) -> Any:
         started: list[tuple[Generator[None, Any, Any], str | None]] = []
@@ -164,7 +184,7 @@ class Dispatcher:
                     raise HandlerFailed(plugin, exc) from exc
                 started.append((generator, plugin))
             result = self._call(route, 0, connection, message)
-            if inspect.isawaitable(result):
+            if is_pending(result):
                 result = await result
         except BaseException as exc:
             error = exc

@@ -287,6 +287,8 @@ def load_plugins(
         infos.append(info)
         if spec.name in seen:
             info.error = f"another plugin is already named {spec.name!r}"
+            if strict and enabled:
+                raise PluginError(spec.name, info.error)
         seen.add(spec.name)
         if not enabled or info.error:
             continue
@@ -312,12 +314,16 @@ def load_plugins(
 def _register(pm: PluginManager, plugin: object, info: PluginInfo) -> str | None:
     try:
         pm.register(plugin, name=info.name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        # Nothing was registered (ValueError: this object or name is already
+        # registered, e.g. two entry points naming one module): leave the
+        # earlier registration alone.
+        return str(exc)
+    try:
         _validate(pm, plugin, info.name)
-    except (pluggy.PluginValidationError, PluginError, ValueError) as exc:
-        if pm.is_registered(plugin):
-            pm.unregister(plugin)
-        message = str(exc)
-        return message.removeprefix(f"plugin {info.name!r}: ")
+    except PluginError as exc:
+        pm.unregister(plugin)
+        return str(exc).removeprefix(f"plugin {info.name!r}: ")
     info.registered = True
     info.hooks, info.handles = _describe(pm, plugin)
     return None

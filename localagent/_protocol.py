@@ -12,7 +12,7 @@ carry the request's ``id`` and either ``result`` or ``error`` (``code``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -43,9 +43,11 @@ UNKNOWN_TYPE: Final = "unknown_type"
 INTERNAL_ERROR: Final = "internal_error"
 
 
-@attrs.frozen(slots=True)
-class Message:
+class Message(NamedTuple):
     """One validated inbound message.
+
+    A NamedTuple rather than an attrs class: one is built per message, and a
+    tuple is created in a third of the time of a frozen attrs instance.
 
     Attributes:
         id: Correlation id (``str`` or ``int``), ``None`` for a notification.
@@ -73,15 +75,11 @@ class Invalid:
     reason: str
 
 
-def _valid_id(value: object) -> bool:
-    return value is None or (type(value) is int) or isinstance(value, str)
-
-
 def _to_message(obj: object, *, in_batch: bool) -> Message | Invalid:
     if type(obj) is not dict:
         return Invalid(None, INVALID_MESSAGE, "a message must be a JSON object")
     msg_id = obj.get("id")
-    if not _valid_id(msg_id):
+    if msg_id is not None and type(msg_id) is not int and not isinstance(msg_id, str):
         return Invalid(None, INVALID_MESSAGE, "'id' must be a string, an integer or absent")
     msg_type = obj.get("type")
     if not isinstance(msg_type, str) or not msg_type:

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from . import _codec
 from ._config import Settings
 from ._connection import WebSocketConnection
-from ._dispatch import Dispatcher, HandlerFailed
+from ._dispatch import Dispatcher, HandlerFailed, is_pending
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
 from .exceptions import ConnectionLost, PluginError
@@ -31,6 +31,8 @@ from .exceptions import ConnectionLost, PluginError
 __all__ = ["AgentRuntime", "ErrorContext"]
 
 logger = logging.getLogger("localagent")
+
+INTERNAL_ERROR_CLOSE = 1011
 
 
 @attrs.frozen
@@ -65,6 +67,8 @@ class AgentRuntime:
         self.strict = strict
         self.dispatcher = Dispatcher(self.pm)
         self.connections: set[WebSocketConnection] = set()
+        #: Handler tasks still running, across connections (for a graceful drain).
+        self.in_flight: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_in_flight = settings.server.max_in_flight
@@ -137,6 +141,11 @@ class AgentRuntime:
                 info.load_seconds = time.perf_counter() - started
         return None
 
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for running handlers to reply."""
+        if self.in_flight and timeout > 0:
+            await asyncio.wait(list(self.in_flight), timeout=timeout)
+
     async def aclose(self) -> None:
         """Cancel the background tasks started with :meth:`spawn`."""
         tasks = list(self._tasks)
@@ -198,7 +207,7 @@ class AgentRuntime:
                     except HandlerFailed as failed:
                         await self._fail(connection, item, failed)
                         continue
-                    if inspect.isawaitable(result):
+                    if is_pending(result):
                         # Async handler: finish it in a task so the next message is
                         # read meanwhile; the semaphore bounds how many run at once.
                         await in_flight.acquire()
@@ -207,10 +216,24 @@ class AgentRuntime:
                         )
                         pending.add(task)
                         task.add_done_callback(pending.discard)
+                        self.in_flight.add(task)
+                        task.add_done_callback(self.in_flight.discard)
                     elif item.id is not None:
-                        await self._reply(connection, item, {"id": item.id, "result": result})
+                        reply = {"id": item.id, "result": result}
+                        try:  # the common case, inline: no extra coroutine per reply
+                            await connection.send_path(reply)
+                        except ConnectionLost:
+                            raise
+                        except Exception as exc:
+                            await self._send_failed(connection, item, reply, exc)
         except (ConnectionClosed, ConnectionLost):
             pass
+        except Exception as exc:
+            # A bug below the handlers (codec, transport, a send wrapper): report it
+            # and close this connection with "internal error"; the server goes on.
+            self.report(exc, ErrorContext("transport", connection=connection))
+            logger.exception("connection %s failed", connection.id)
+            await ws.close(INTERNAL_ERROR_CLOSE, "internal error")
         finally:
             self.connections.discard(connection)
             for task in pending:
@@ -239,24 +262,39 @@ class AgentRuntime:
             in_flight.release()
 
     async def _reply(
-        self, connection: WebSocketConnection, message: Message, reply: dict[str, Any]
+        self, connection: WebSocketConnection, message: Message | None, reply: dict[str, Any]
     ) -> None:
+        """Send a reply through the connection's send path (see :meth:`_send_failed`)."""
         try:
-            await connection.send(reply)
+            await connection.send_path(reply)
         except ConnectionLost:
             raise
-        except _codec.EncodeError as exc:
-            error = self.report(exc, ErrorContext("send", connection=connection, message=message))
-            await connection.send(
-                _error_reply_for(
-                    message.id,
-                    error
-                    or MessageError(INTERNAL_ERROR, f"the reply is not JSON-serialisable: {exc}"),
-                )
-            )
         except Exception as exc:
-            self.report(exc, ErrorContext("send", connection=connection, message=message))
-            await connection.send_frame(_codec.dumps(_error_reply_for(message.id, exc)))
+            await self._send_failed(connection, message, reply, exc)
+
+    async def _send_failed(
+        self,
+        connection: WebSocketConnection,
+        message: Message | None,
+        reply: dict[str, Any],
+        error: Exception,
+    ) -> None:
+        """Fall back after the send path failed, so the client still gets an answer.
+
+        An unserialisable result becomes an ``internal_error`` reply. If the
+        send path itself failed (a broken wrapper), the error is reported and
+        the reply goes out directly, bypassing the wrappers.
+        """
+        context = ErrorContext("send", connection=connection, message=message)
+        chosen = self.report(error, context)
+        if isinstance(error, _codec.EncodeError):
+            fallback = chosen or MessageError(
+                INTERNAL_ERROR, f"the reply is not JSON-serialisable: {error}"
+            )
+            reply = _error_reply_for(reply.get("id"), fallback)
+        else:
+            logger.error("send path of %s failed; replying directly", connection.id, exc_info=error)
+        await connection.send_frame(_codec.dumps(reply))
 
     async def _fail(
         self, connection: WebSocketConnection, message: Message, failed: HandlerFailed
@@ -275,9 +313,9 @@ class AgentRuntime:
             "message", plugin=failed.plugin, connection=connection, message=message
         )
         chosen = self.report(error, context)
-        await connection.send(_error_reply_for(message.id, chosen or error))
+        await self._reply(connection, message, _error_reply_for(message.id, chosen or error))
 
     async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
         error = MessageError(invalid.code, invalid.reason)
         chosen = self.report(error, ErrorContext("message", connection=connection))
-        await connection.send(_error_reply_for(invalid.id, chosen or error))
+        await self._reply(connection, None, _error_reply_for(invalid.id, chosen or error))

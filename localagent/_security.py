@@ -56,7 +56,7 @@ class TokenFile:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / TOKEN_FILE_NAME
-        self._cached: tuple[int, str] | None = None
+        self._cached: tuple[tuple[int, int, int], str] | None = None
 
     def get(self) -> str:
         """Return the token, creating it on first use.
@@ -65,13 +65,15 @@ class TokenFile:
             ConfigError: If the file cannot be created or read.
         """
         try:
-            mtime = self.path.stat().st_mtime_ns
+            status = self.path.stat()
         except FileNotFoundError:
             return self._create()
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot read the token: {exc.strerror}") from None
-        if self._cached is None or self._cached[0] != mtime:
-            self._cached = (mtime, self._read())
+        # The inode changes on every rotation (os.replace), even where mtimes are coarse.
+        key = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self._read())
         return self._cached[1]
 
     def rotate(self) -> str:
@@ -97,9 +99,14 @@ class TokenFile:
 
     def _write(self, *, replace: bool) -> str:
         token = secrets.token_urlsafe(32)
+        target = self.path.with_name(f".{TOKEN_FILE_NAME}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            target = self.path.with_name(f".{TOKEN_FILE_NAME}.{os.getpid()}.tmp")
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path.parent}: cannot create the config directory: {exc}"
+            ) from None
+        try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="ascii") as file:
                 file.write(token + "\n")
@@ -206,11 +213,12 @@ class HandshakePolicy:
 def redact(path: str) -> str:
     """Return ``path`` with any token query parameter masked, for logs."""
     parts = urlsplit(path)
-    if not parts.query or TOKEN_QUERY_PARAMETER not in parts.query:
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    # Compare decoded keys: "%74oken=" is read as "token=" by the handshake too.
+    if not any(key == TOKEN_QUERY_PARAMETER for key, _value in pairs):
         return path
     query = "&".join(
-        f"{key}=***" if key == TOKEN_QUERY_PARAMETER else f"{key}={value}"
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        f"{key}=***" if key == TOKEN_QUERY_PARAMETER else f"{key}={value}" for key, value in pairs
     )
     return parts._replace(query=query).geturl()
 

@@ -178,10 +178,17 @@ class Server:
         await self._ws_server.serve_forever()
 
     async def aclose(self) -> None:
-        """Stop accepting, close every connection with 1001, stop background tasks."""
+        """Shut down gracefully.
+
+        Stops accepting connections, gives running handlers up to
+        ``shutdown_grace`` seconds to reply, closes every connection with 1001
+        (close callbacks run first, so wrappers can flush), then cancels the
+        background tasks.
+        """
         if self._ws_server is None:
             return
         self._ws_server.close(close_connections=False)
+        await self.runtime.drain(self.settings.server.shutdown_grace)
         connections = list(self.runtime.connections)
         await asyncio.gather(
             *(c.close(GOING_AWAY, "server shutting down") for c in connections),

@@ -6,7 +6,6 @@ them, so ``localagent --help`` and ``localagent plugins list`` start fast.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -110,6 +109,8 @@ def serve(
     if origins:
         overrides["origins"] = origins
     settings = load_settings(server_overrides=overrides)
+    import asyncio
+
     with suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, plugin_options, strict))
 
@@ -127,6 +128,8 @@ def _setup_logging(level: str) -> None:
 
 
 async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> None:
+    import asyncio
+
     from ._server import Server
 
     stop = asyncio.Event()
@@ -179,6 +182,8 @@ def send(type: str, data: str | None, url: str | None, timeout: float) -> None:
             raise click.BadParameter(
                 "must be JSON, e.g. '\"text\"' or '{\"a\": 1}'", param_hint="DATA"
             ) from None
+    import asyncio
+
     result = asyncio.run(_send(url, type, payload, timeout))
     click.echo(_pretty(result))
 

@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,17 @@ def test_config_dir_flag(subprocess_env: dict[str, str], tmp_path: Path) -> None
     result = run(env, "--config-dir", str(other), "token", "--path")
     assert result.stdout.strip() == str(other / "token")
     assert os.path.exists(other / "token")
+
+
+def test_python_client_example(subprocess_env: dict[str, str]) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "python_client.py"
+    with running_agent(subprocess_env) as agent:
+        env = {**subprocess_env, "LOCALAGENT_URL": agent.url}
+        result = subprocess.run(
+            [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "{'pong': True}",
+        "[{'data': 0}, {'data': 1}, {'data': 2}]",
+    ]

@@ -478,3 +478,55 @@ async def test_connect_to_nothing_is_a_clean_error() -> None:
         url = server.url
     with pytest.raises(localagent.ConnectFailed, match="Is `localagent serve` running"):
         await Client.connect(url, "token")
+
+
+async def test_failing_send_wrapper_is_reported_and_replies_still_arrive() -> None:
+    errors: list[Any] = []
+
+    class BrokenWrapper:
+        @hookimpl
+        def on_connect(self, connection: localagent.Connection) -> None:
+            def wrap(inner: Any) -> Any:
+                async def send(message: Any) -> None:
+                    raise RuntimeError("the wrapper is broken")
+
+                return send
+
+            connection.wrap_send(wrap)
+
+        @hookimpl
+        def on_error(self, error: BaseException, context: Any) -> None:
+            errors.append((str(error), context.stage))
+
+    async with serving(plugins={"broken": BrokenWrapper()}) as client:
+        assert await client.request("ping") == {"pong": True}
+        with pytest.raises(localagent.ReplyError) as caught:
+            await client.request("no.such.type")
+        assert caught.value.code == "unknown_type"
+    assert ("the wrapper is broken", "send") in errors
+
+
+async def test_shutdown_lets_in_flight_requests_finish() -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    class Slow:
+        @hookimpl(specname="on_message")
+        @handles("slow")
+        async def slow(self) -> Any:
+            entered.set()
+            await release.wait()
+            return {"finished": True}
+
+    server = _start(plugins={"slow": Slow()}, shutdown_grace=10)
+    await server.start()
+    client = await Client.connect(server.url, server.token_file.get())
+    request = asyncio.create_task(client.request("slow"))
+    await asyncio.wait_for(entered.wait(), 10)
+    closing = asyncio.create_task(server.aclose())
+    await asyncio.sleep(0.1)
+    assert not closing.done()  # waiting for the handler, not cutting it off
+    release.set()
+    assert await asyncio.wait_for(request, 10) == {"finished": True}
+    await asyncio.wait_for(closing, 10)
+    await client.aclose()

@@ -7,10 +7,12 @@ alone.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+
+if TYPE_CHECKING:  # asyncio costs ~40 ms to import; CLI commands that never run a loop skip it
+    import asyncio
 
 __all__ = ["Agent", "CloseCallback", "Connection", "ErrorContext", "Message", "SendFunc", "Stage"]
 
