@@ -8,6 +8,7 @@ import, so a disabled plugin's module is never imported.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -199,15 +200,27 @@ def _import(value: str) -> object:
     return obj
 
 
+#: Hooks the runtime calls one implementation at a time (to isolate failures),
+#: so pluggy wrappers around them would silently never run.
+_NO_WRAPPERS = ("on_load", "on_connect", "on_error")
+
+
 def _validate(pm: PluginManager, plugin: object, name: str) -> None:
+    """Reject what pluggy accepts but the runtime would silently ignore."""
     for caller in pm.get_hookcallers(plugin) or ():
         if not caller.has_spec():
             raise PluginError(name, f"unknown hook {caller.name!r}")
-    for impl in pm.hook.on_message.get_hookimpls():
-        if impl.plugin is plugin and impl.hookwrapper:
-            raise PluginError(
-                name, "on_message does not support hookwrapper=True; use wrapper=True"
-            )
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if impl.hookwrapper and caller.name == "on_message":
+                raise PluginError(
+                    name, "on_message does not support hookwrapper=True; use wrapper=True"
+                )
+            if (impl.hookwrapper or impl.wrapper) and caller.name in _NO_WRAPPERS:
+                raise PluginError(name, f"{caller.name} implementations cannot be wrappers")
+            if caller.name == "on_error" and inspect.iscoroutinefunction(impl.function):
+                raise PluginError(name, "on_error must be a plain function, not async")
 
 
 def _describe(pm: PluginManager, plugin: object) -> tuple[tuple[str, ...], tuple[str, ...]]:

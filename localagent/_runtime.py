@@ -120,6 +120,7 @@ class AgentRuntime:
             if info is not None:
                 info.error = f"on_load failed: {type(error).__name__}: {error}"
                 info.registered = False
+                info.hooks = info.handles = ()
             self.report(error, ErrorContext("load", plugin=name))
             self.pm.unregister(impl.plugin)
             if self.strict:
@@ -156,13 +157,21 @@ class AgentRuntime:
     # -- errors ------------------------------------------------------------
 
     def report(self, error: BaseException, context: ErrorContext) -> MessageError | None:
-        """Send ``error`` through ``on_error``; return the reply a plugin chose, if any."""
-        try:
-            chosen = self.pm.hook.on_error(error=error, context=context)
-        except Exception:
-            logger.exception("an on_error implementation failed")
-            return None
-        return chosen if isinstance(chosen, MessageError) else None
+        """Send ``error`` through ``on_error``; return the reply a plugin chose, if any.
+
+        Implementations are called one at a time, in pluggy's order, so one that
+        raises is logged and the next still sees the failure.
+        """
+        for impl in reversed(self.pm.hook.on_error.get_hookimpls()):
+            arguments = {"error": error, "context": context}
+            try:
+                chosen = impl.function(*(arguments[name] for name in impl.argnames))
+            except Exception:
+                logger.exception("on_error of plugin %r failed", self.pm.get_name(impl.plugin))
+                continue
+            if isinstance(chosen, MessageError):
+                return chosen
+        return None
 
     def _report_connection(self, error: BaseException, connection: WebSocketConnection) -> None:
         self.report(error, ErrorContext("close", connection=connection))

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import attrs
 
@@ -101,7 +101,8 @@ class TokenFile:
         token = secrets.token_urlsafe(32)
         target = self.path.with_name(f".{TOKEN_FILE_NAME}.{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # 0700: the directory holds the secret; nobody else needs to list it.
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"{self.path.parent}: cannot create the config directory: {exc}"
@@ -210,31 +211,33 @@ class HandshakePolicy:
         return None
 
 
-def redact(path: str) -> str:
-    """Return ``path`` with any token query parameter masked, for logs."""
-    parts = urlsplit(path)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    # Compare decoded keys: "%74oken=" is read as "token=" by the handshake too.
-    if not any(key == TOKEN_QUERY_PARAMETER for key, _value in pairs):
-        return path
-    query = "&".join(
-        f"{key}=***" if key == TOKEN_QUERY_PARAMETER else f"{key}={value}" for key, value in pairs
-    )
-    return parts._replace(query=query).geturl()
+_AUTHORIZATION = re.compile(r"(?im)(authorization:[ \t]*(?:\S+[ \t]+)?)\S+")
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&\s]+)=([^&\s]*)")
 
 
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(authorization:\s*\S+\s+)\S+"),
-    re.compile(r"(?i)(authorization:\s*)\S+$"),
-    re.compile(r"([?&]token=)[^&\s]*"),
-)
+def _mask_token_parameter(match: re.Match[str]) -> str:
+    # Compare the decoded key: "%74oken=" is read as "token=" by the handshake too.
+    if unquote_plus(match.group(2)) == TOKEN_QUERY_PARAMETER:
+        return f"{match.group(1)}{match.group(2)}=***"
+    return match.group(0)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """Mask secrets in ``text`` (a request path, a header dump, a log message).
+
+    Masks ``Authorization`` header values, every ``token=`` query parameter
+    (however its key is percent-encoded), and ``secret`` wherever it appears.
+    A near-miss token in a refused request is masked too: it would otherwise
+    give away most of the real one.
+    """
+    masked = _QUERY_PARAMETER.sub(_mask_token_parameter, _AUTHORIZATION.sub(r"\1***", text))
+    return masked.replace(secret, "***") if secret else masked
 
 
 class _RedactSecrets(logging.Filter):
-    """Masks the token, ``Authorization`` values and ``token=`` parameters in records.
+    """Applies :func:`redact` to every record of the logger it is attached to.
 
-    websockets logs every handshake header at DEBUG; a near-miss token in a
-    refused request would otherwise leak most of the real one.
+    websockets logs every handshake header and the request path at DEBUG.
     """
 
     def __init__(self, token: Callable[[], str] | None) -> None:
@@ -242,17 +245,14 @@ class _RedactSecrets(logging.Filter):
         self._token = token
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        masked = text
-        for pattern in _SECRET_PATTERNS:
-            masked = pattern.sub(r"\1***", masked)
+        secret = None
         if self._token is not None:
             try:
                 secret = self._token()
             except Exception:  # never let logging fail because the token file did
-                secret = ""
-            if secret:
-                masked = masked.replace(secret, "***")
+                secret = None
+        text = record.getMessage()
+        masked = redact(text, secret)
         if masked != text:
             record.msg, record.args = masked, None
         return True

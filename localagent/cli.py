@@ -138,7 +138,7 @@ async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> 
         loop.add_signal_handler(signum, stop.set)
     server = Server.create(settings, options=plugin_options, strict=strict)
     await server.start()
-    loaded = [i.name for i in server.runtime.plugins.infos if i.registered]
+    loaded = [_load_summary(i) for i in server.runtime.plugins.infos if i.registered]
     click.echo(
         f"LocalAgent {__version__} listening on {server.url}\n"
         f"  token file: {server.token_file.path}\n"
@@ -150,6 +150,14 @@ async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> 
     finally:
         click.echo("LocalAgent shutting down", err=True)
         await server.aclose()
+
+
+def _load_summary(info: PluginInfo) -> str:
+    """``name (import 1.2 ms, load 0.3 ms)`` for the startup banner."""
+    parts = [f"import {info.import_seconds * 1000:.1f} ms"] if info.import_seconds else []
+    if info.load_seconds is not None:
+        parts.append(f"load {info.load_seconds * 1000:.1f} ms")
+    return f"{info.name} ({', '.join(parts)})" if parts else info.name
 
 
 # -- send ------------------------------------------------------------------
@@ -164,7 +172,11 @@ async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> 
     help="Agent URL (default: $LOCALAGENT_URL or the configured one).",
 )
 @click.option(
-    "--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for the reply."
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the reply.",
 )
 def send(type: str, data: str | None, url: str | None, timeout: float) -> None:
     """Send one message of TYPE with optional JSON DATA and print the reply.
@@ -231,13 +243,21 @@ def _load_all() -> tuple[Any, LoadedPlugins]:
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per plugin.")
 @click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
-def plugins_list(as_json: bool, show_all: bool) -> None:
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any plugin failed to load.")
+def plugins_list(as_json: bool, show_all: bool, strict: bool) -> None:
     """List installed plugins: version, hooks, enabled, import time, errors.
 
     Enabled plugins are imported to find their hooks; disabled ones never are.
+    on_load is not run here (`localagent serve` logs each plugin's load time).
     """
     _settings, loaded = _load_all()
-    infos = [i for i in loaded.infos if show_all or not i.spec.builtin]
+    _print_plugins([i for i in loaded.infos if show_all or not i.spec.builtin], as_json)
+    if strict and loaded.errors:
+        names = ", ".join(repr(info.name) for info in loaded.errors)
+        raise click.ClickException(f"plugin(s) failed to load: {names}")
+
+
+def _print_plugins(infos: Sequence[PluginInfo], as_json: bool) -> None:
     if as_json:
         click.echo(_pretty([info.to_json() for info in infos]))
         return
@@ -343,6 +363,8 @@ def token(rotate: bool, show_path: bool) -> None:
     """Print the agent's token (created on first use, stored with mode 0600)."""
     from ._security import TokenFile
 
+    if rotate and show_path:
+        raise click.UsageError("--rotate and --path cannot be used together")
     token_file = TokenFile(config_dir())
     if show_path:
         token_file.get()

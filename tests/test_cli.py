@@ -215,3 +215,19 @@ def test_python_client_example(subprocess_env: dict[str, str]) -> None:
         "{'pong': True}",
         "[{'data': 0}, {'data': 1}, {'data': 2}]",
     ]
+
+
+def test_token_rotate_and_path_are_exclusive(subprocess_env: dict[str, str]) -> None:
+    result = run(subprocess_env, "token", "--rotate", "--path")
+    assert_clean_failure(result, 2)
+    assert "cannot be used together" in result.stderr
+
+
+def test_send_rejects_a_zero_timeout(subprocess_env: dict[str, str]) -> None:
+    assert_clean_failure(run(subprocess_env, "send", "--timeout", "0", "ping"), 2)
+
+
+def test_serve_banner_shows_plugin_times(subprocess_env: dict[str, str]) -> None:
+    with running_agent(subprocess_env) as agent:
+        pass
+    assert "ping (import " in agent.output

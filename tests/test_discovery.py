@@ -173,3 +173,13 @@ def test_cli_load_plugins_empty_hides_third_party(site: Path, isolated_env: Path
     plugins = {p["name"]: p for p in json.loads(listed.stdout)}
     assert all(not p["enabled"] and not p["registered"] for p in plugins.values())
     assert all(p["error"] is None for p in plugins.values())
+
+
+def test_plugins_list_strict_fails_on_errors(site: Path, isolated_env: Path) -> None:
+    env = _env(site, isolated_env)
+    result = subprocess.run(
+        localagent_cmd("plugins", "list", "--strict"), env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "'broken'" in result.stderr and "Traceback" not in result.stderr
+    assert "good" in result.stdout  # the list is still printed

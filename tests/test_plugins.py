@@ -12,8 +12,10 @@ import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from localagent_hookspecs import hookimpl
 
 from localagent._dispatch import Dispatcher
 from localagent._plugins import (
@@ -543,3 +545,31 @@ def test_info_lookup() -> None:
     loaded = load_plugins(specs=[], environ={})
     assert loaded.info("ping") is loaded.infos[0]
     assert loaded.info("nope") is None
+
+
+class _OnLoadWrapper:
+    @hookimpl(wrapper=True)
+    def on_load(self) -> Any:
+        return (yield)
+
+
+class _AsyncOnError:
+    @hookimpl
+    async def on_error(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("plugin", "expected"),
+    [
+        (_OnLoadWrapper(), "on_load implementations cannot be wrappers"),
+        (_AsyncOnError(), "on_error must be a plain function, not async"),
+    ],
+)
+def test_hooks_the_runtime_calls_one_by_one_reject_what_would_be_ignored(
+    plugin: object, expected: str
+) -> None:
+    loaded = load_plugins(specs=[], extra={"odd": plugin})
+    info = loaded.info("odd")
+    assert info is not None and not info.registered
+    assert info.error == expected

@@ -123,7 +123,7 @@ class Agent(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
-        """Return the ``[plugin.NAME]`` table of the configuration (empty if absent)."""
+        """Return the config's ``[plugins.NAME]`` table without ``enabled`` (empty if absent)."""
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None

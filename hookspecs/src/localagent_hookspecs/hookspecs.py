@@ -27,16 +27,15 @@ __all__ = ["on_connect", "on_error", "on_load", "on_message"]
 def on_load(agent: Agent) -> Awaitable[None] | None:
     """Prepare the plugin once per process, after every enabled plugin is registered.
 
-    Called once, before the server accepts its first connection (and once by
-    ``localagent.Client`` users who load plugins themselves). Typical work:
+    Called once, before the server accepts its first connection. Typical work:
     read the plugin's configuration with ``agent.plugin_config(name)``, open
     pools, warm caches, start background tasks with ``agent.spawn()``.
 
     The implementations of all plugins run concurrently: each may return an
     awaitable (e.g. ``async def on_load``), and the runtime awaits all of them
     together, so I/O-bound warm-up (connecting to Redis, pre-dialling a pool)
-    overlaps. Each plugin's ``on_load`` time is recorded and shown by
-    ``localagent plugins list``.
+    overlaps. Each plugin's ``on_load`` time is recorded (``load_ms`` in the
+    plugin's info) and logged by ``localagent serve`` at start.
 
     Args:
         agent: The running agent (see :class:`localagent_hookspecs.Agent`).
@@ -54,9 +53,10 @@ def on_load(agent: Agent) -> Awaitable[None] | None:
 
 @hookspec
 def on_connect(connection: Connection) -> Awaitable[None] | None:
-    """Set up a new connection, inbound or outbound.
+    """Set up a new connection.
 
-    Called once per connection, after the WebSocket handshake was accepted
+    Called once per connection the agent serves, after the WebSocket
+    handshake was accepted
     (token, ``Origin`` and ``Host`` checks have passed) and before its first
     message is read. Typical work: attach per-connection state to
     ``connection.state``, wrap the send path with ``connection.wrap_send()``
@@ -73,7 +73,11 @@ def on_connect(connection: Connection) -> Awaitable[None] | None:
 
     Each implementation is called even if an earlier one raised. A failure is
     reported through ``on_error`` with ``stage="connect"`` and the connection
-    stays open without that plugin's setup.
+    stays open without that plugin's setup. (``connection.outbound`` is
+    reserved for connections the agent dials itself; the core dials none.)
+
+    Like ``on_load``, this hook is called one implementation at a time so a
+    failure stays isolated; wrappers are rejected when the plugin is registered.
     """
 
 
@@ -111,7 +115,8 @@ def on_message(connection: Connection, message: Message) -> Any | Awaitable[Any]
     Any other exception is reported through ``on_error`` with
     ``stage="message"`` and answered with ``internal_error``; the connection
     keeps serving. Messages without an ``id`` are notifications: they are
-    handled, but no reply is sent.
+    handled and a result is not sent, but an error still is (with
+    ``"id": null``), so a mistake never goes unnoticed.
 
     Wrappers: an implementation declared ``@hookimpl(wrapper=True)`` (a
     generator that yields once) wraps the handlers of the types it declares
@@ -127,11 +132,14 @@ def on_error(error: BaseException, context: ErrorContext) -> MessageError | None
     """Observe a failure and, optionally, choose the error reply.
 
     Called for every failure the runtime catches: an exception from any
-    hook implementation or handler, a ``MessageError`` raised by a handler,
-    a malformed or unknown inbound message, and transport errors while
-    sending. It is never called for its own failures: an exception raised by
-    an ``on_error`` implementation is logged and otherwise ignored, so the
-    server can never die of error handling.
+    hook implementation or handler (``stage`` ``"load"``, ``"connect"``,
+    ``"message"``, ``"close"``), a ``MessageError`` raised by a handler, a
+    malformed or unknown inbound message (``"message"``), a reply that could
+    not be encoded or a send path that raised (``"send"``), and a failure
+    below the handlers or in a task started with ``agent.spawn()``
+    (``"transport"``). It is never called for its own failures: an exception
+    raised by an ``on_error`` implementation is logged and the next
+    implementation still runs, so the server can never die of error handling.
 
     Args:
         error: The exception. Protocol failures arrive as ``MessageError``
@@ -140,9 +148,11 @@ def on_error(error: BaseException, context: ErrorContext) -> MessageError | None
 
     Returns:
         A :class:`~localagent_hookspecs.MessageError` to use as the error
-        reply (only meaningful when ``context.message`` has an id), or
-        ``None`` to keep the default reply. Stops at the first non-``None``
-        result.
+        reply, when the failure produces one (a failed or invalid message,
+        an unencodable reply), or ``None`` to keep the default reply. Stops
+        at the first non-``None`` result.
 
-    Must not block: it runs on the event loop, inline with the failing call.
+    Must be a plain function and must not block: it runs on the event loop,
+    inline with the failing call. ``async def on_error`` and wrappers are
+    rejected when the plugin is registered.
     """

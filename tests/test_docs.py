@@ -1,0 +1,236 @@
+"""The documentation in ``docs/`` stays true to the code.
+
+Each test derives the facts from the code (hook specs, the click command tree,
+``ServerSettings``, the protocol's error codes) and checks that the matching
+page documents exactly those, so a renamed hook, option, setting or code fails
+here instead of leaving the docs stale.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+import pytest
+from localagent_hookspecs import PROJECT_NAME, hookspecs
+
+from localagent import _client, _plugins, _protocol
+from localagent._config import ENV_PREFIX, ServerSettings, load_settings
+from localagent.cli import main
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = ("index.md", "hooks.md", "cli.md", "configuration.md", "security.md", "protocol.md")
+
+HEADING = re.compile(r"^(#{1,6}) +(.+?) *$", re.MULTILINE)
+HOOK_HEADING = re.compile(r"^## +(\w+)\(([^)]*)\) *$", re.MULTILINE)
+LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+ENV_VARIABLE = re.compile(rf"\b{ENV_PREFIX}[A-Z][A-Z0-9_]*\b")
+
+
+def _read(page: str) -> str:
+    return (DOCS / page).read_text(encoding="utf-8")
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Map each heading's text (backticks removed) to the body up to the next heading."""
+    matches = list(HEADING.finditer(text))
+    sections: dict[str, str] = {}
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        sections[match.group(2).replace("`", "")] = text[match.end() : end]
+    return sections
+
+
+def _mentions(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+# -- (a) hooks.md documents exactly the hooks in hookspecs.py ----------------
+
+
+def _hook_signatures() -> dict[str, tuple[str, ...]]:
+    marker = f"{PROJECT_NAME}_spec"
+    return {
+        name: tuple(inspect.signature(function).parameters)
+        for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(function, marker)
+    }
+
+
+def test_hook_specs_are_found() -> None:
+    assert set(_hook_signatures()) == set(hookspecs.__all__)
+
+
+def test_hooks_md_has_one_heading_per_hook_with_its_exact_signature() -> None:
+    documented: dict[str, tuple[str, ...]] = {}
+    for name, arguments in HOOK_HEADING.findall(_read("hooks.md")):
+        assert name not in documented, f"hooks.md documents {name}() twice"
+        documented[name] = tuple(arg.strip() for arg in arguments.split(",") if arg.strip())
+    for name, parameters in _hook_signatures().items():
+        expected = f"## {name}({', '.join(parameters)})"
+        assert name in documented, f"hooks.md lacks the heading {expected!r}"
+        assert documented[name] == parameters, f"hooks.md: the heading should be {expected!r}"
+    unknown = set(documented) - set(_hook_signatures())
+    assert not unknown, f"hooks.md documents hooks that do not exist: {sorted(unknown)}"
+
+
+# -- (b) cli.md documents every command, option and argument -----------------
+
+
+def _command_tree(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, subcommand in sorted(command.commands.items()):
+            yield from _command_tree(subcommand, (*path, name))
+
+
+def _option_names(command: click.Command) -> list[str]:
+    names: list[str] = []
+    for param in command.params:
+        if isinstance(param, click.Option):
+            flags = [*param.opts, *param.secondary_opts]
+            long_flags = [flag for flag in flags if flag.startswith("--")]
+            names.extend(long_flags or flags)  # short-only options such as -p
+        elif isinstance(param, click.Argument):
+            names.append(param.human_readable_name)
+    return names
+
+
+COMMANDS = [(" ".join(("localagent", *path)), command) for path, command in _command_tree(main)]
+
+
+def test_the_command_tree_is_walked() -> None:
+    walked = {name for name, _command in COMMANDS}
+    assert {"localagent serve", "localagent plugins list", "localagent token"} <= walked
+
+
+@pytest.mark.parametrize(("name", "command"), COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_cli_md_documents_the_command_and_its_options(name: str, command: click.Command) -> None:
+    sections = _sections(_read("cli.md"))
+    assert name in sections, f"cli.md lacks a heading '{name}'"
+    section = sections[name]
+    missing = [option for option in _option_names(command) if not _mentions(section, option)]
+    assert not missing, f"cli.md, section '{name}', does not mention {missing}"
+
+
+def test_cli_md_documents_the_help_option() -> None:
+    root = _sections(_read("cli.md"))["localagent"]
+    for option in main.context_settings["help_option_names"]:
+        assert _mentions(root, option), f"cli.md, section 'localagent', lacks {option}"
+
+
+def test_cli_md_mentions_only_options_that_exist() -> None:
+    real = set(main.context_settings["help_option_names"])
+    for _name, command in COMMANDS:
+        for param in command.params:
+            real.update(param.opts)
+            real.update(param.secondary_opts)
+    stale = sorted(set(LONG_OPTION.findall(_read("cli.md"))) - real)
+    assert not stale, f"cli.md mentions options that do not exist: {stale}"
+
+
+# -- (c) configuration.md documents every [server] setting -------------------
+
+
+def _toml(value: Any) -> str:
+    """The TOML spelling of a default value, as the settings table shows it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return str(value)
+
+
+@pytest.mark.parametrize("field", attrs.fields(ServerSettings), ids=lambda field: field.name)
+def test_configuration_md_documents_the_server_setting(field: attrs.Attribute[Any]) -> None:
+    variable = ENV_PREFIX + field.name.upper()
+    cells = (f"`{field.name}`", f"`{variable}`", f"`{_toml(field.default)}`")
+    rows = [line for line in _read("configuration.md").splitlines() if line.startswith("|")]
+    assert any(all(cell in row for cell in cells) for row in rows), (
+        f"configuration.md needs a table row with {', '.join(cells)}"
+    )
+
+
+def test_docs_mention_only_environment_variables_that_exist() -> None:
+    known = {ENV_PREFIX + field.name.upper() for field in attrs.fields(ServerSettings)}
+    known |= {_client.URL_VARIABLE, _client.TOKEN_VARIABLE, _plugins.LOAD_PLUGINS_VARIABLE}
+    for _name, command in COMMANDS:
+        for param in command.params:
+            if isinstance(param.envvar, str):
+                known.add(param.envvar)
+    assert ENV_PREFIX + "CONFIG_DIR" in known  # from the --config-dir option
+    for page in PAGES:
+        stale = sorted(set(ENV_VARIABLE.findall(_read(page))) - known)
+        assert not stale, f"{page} mentions variables that LocalAgent does not read: {stale}"
+
+
+def test_configuration_md_example_config_loads(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", _read("configuration.md"), re.DOTALL)
+    assert blocks, "configuration.md has no TOML example"
+    for block in blocks:
+        (tmp_path / "config.toml").write_text(block, encoding="utf-8")
+        load_settings(directory=tmp_path, environ={})  # raises ConfigError if it is wrong
+
+
+# -- (d) protocol.md documents every error code ------------------------------
+
+
+def _error_codes() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in vars(_protocol).items()
+        if name.isupper() and isinstance(value, str) and value != _protocol.BATCH
+    }
+
+
+def test_protocol_error_codes_are_found() -> None:
+    assert set(_error_codes()) >= {"INVALID_JSON", "INVALID_MESSAGE", "UNKNOWN_TYPE"}
+
+
+def test_protocol_md_documents_every_error_code() -> None:
+    section = _sections(_read("protocol.md"))["Error codes"]
+    table_codes = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+    for name, code in _error_codes().items():
+        assert code in table_codes, f"protocol.md, 'Error codes', lacks {name} = {code!r}"
+    stale = sorted(table_codes - set(_error_codes().values()))
+    assert not stale, f"protocol.md lists core error codes that do not exist: {stale}"
+
+
+def test_protocol_md_states_the_protocol_constants() -> None:
+    text = _read("protocol.md")
+    assert f'"type": "{_protocol.BATCH}"' in text
+    assert f"at most {_protocol.MAX_TYPE_LENGTH} characters" in text
+
+
+# -- the pages themselves ----------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = heading.strip().lower().replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_links_between_pages_resolve(page: str) -> None:
+    for target, anchor in re.findall(r"\]\(([\w-]+\.md)?(?:#([\w-]+))?\)", _read(page)):
+        linked = target or page
+        assert (DOCS / linked).is_file(), f"{page} links to a missing page {linked}"
+        if anchor:
+            anchors = {_slug(heading) for heading in _sections(_read(linked))}
+            assert anchor in anchors, f"{page} links to a missing anchor {linked}#{anchor}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_python_examples_compile(page: str) -> None:
+    for number, block in enumerate(re.findall(r"```python\n(.*?)```", _read(page), re.DOTALL)):
+        compile(block, f"{page}, python example {number + 1}", "exec")
