@@ -231,3 +231,21 @@ def test_serve_banner_shows_plugin_times(subprocess_env: dict[str, str]) -> None
     with running_agent(subprocess_env) as agent:
         pass
     assert "ping (import " in agent.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins", "list", "--all"], ["token", "--path"]])
+def test_commands_that_do_not_talk_websocket_do_not_import_it(
+    subprocess_env: dict[str, str], args: list[str]
+) -> None:
+    probe = (
+        "import sys\n"
+        "from localagent.cli import main\n"
+        f"main({args!r}, standalone_mode=False)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'websockets', 'asyncio'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=subprocess_env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout
