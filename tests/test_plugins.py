@@ -31,6 +31,15 @@ from localagent.exceptions import PluginError
 
 MakeModule = Callable[[str], str]
 
+#: A plugin whose only hook name is misspelt.
+TYPO = """
+from localagent_hookspecs import hookimpl
+
+@hookimpl
+def on_mesage(message):
+    return "typo"
+"""
+
 GOOD = """
 from localagent_hookspecs import handles, hookimpl
 
@@ -199,15 +208,7 @@ def test_strict_import_failure_raises(make_module: MakeModule) -> None:
 def test_unknown_hook_is_an_error_and_the_plugin_is_not_registered(
     make_module: MakeModule,
 ) -> None:
-    module = make_module(
-        """
-        from localagent_hookspecs import hookimpl
-
-        @hookimpl
-        def on_mesage(message):
-            return "typo"
-        """
-    )
+    module = make_module(TYPO)
     loaded = load_plugins(specs=[PluginSpec("typo", module)], environ={})
     typo = info(loaded, "typo")
     assert typo.error == "unknown hook 'on_mesage'"
@@ -221,15 +222,7 @@ def test_unknown_hook_is_an_error_and_the_plugin_is_not_registered(
 def test_unknown_hook_in_strict_mode_raises_naming_plugin_and_hook(
     make_module: MakeModule,
 ) -> None:
-    module = make_module(
-        """
-        from localagent_hookspecs import hookimpl
-
-        @hookimpl
-        def on_mesage(message):
-            return "typo"
-        """
-    )
+    module = make_module(TYPO)
     with pytest.raises(PluginError) as caught:
         load_plugins(specs=[PluginSpec("typo", module)], environ={}, strict=True)
     assert caught.value.plugin == "typo"
