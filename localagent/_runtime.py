@@ -219,7 +219,11 @@ class AgentRuntime:
                     if is_pending(result):
                         # Async handler: finish it in a task so the next message is
                         # read meanwhile; the semaphore bounds how many run at once.
-                        await in_flight.acquire()
+                        try:
+                            await in_flight.acquire()
+                        except BaseException:
+                            result.close()  # never started: no "never awaited" warning
+                            raise
                         task = asyncio.create_task(
                             self._finish(connection, item, result, in_flight)
                         )
