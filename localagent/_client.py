@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -81,6 +81,7 @@ class Client:
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._listeners: dict[int, Callable[[Any], None]] = {}
         self._ids = itertools.count(1)
         self._closed_error: ConnectionLost | None = None
         self.events: asyncio.Queue[Any] = asyncio.Queue(max_events)
@@ -153,19 +154,41 @@ class Client:
                     future.set_exception(self._closed_error)
 
     def _deliver(self, item: Any) -> None:
-        if type(item) is dict and ("result" in item or "error" in item):
-            future = self._pending.pop(item.get("id"), None)  # type: ignore[arg-type]
-            if future is not None:
-                if not future.done():
-                    future.set_result(item)
-                return
+        if type(item) is dict:
+            msg_id = item.get("id")
+            if "result" in item or "error" in item:
+                future = self._pending.pop(msg_id, None)  # type: ignore[arg-type]
+                if future is not None:
+                    if not future.done():
+                        future.set_result(item)
+                    return
+            else:
+                listener = self._listeners.get(msg_id)  # type: ignore[arg-type]
+                if listener is not None:
+                    listener(item)
+                    return
         if self.events.full():
             self.events.get_nowait()
             self.dropped_events += 1
         self.events.put_nowait(item)
 
-    async def request(self, type: str, data: Any = None, *, timeout: float | None = None) -> Any:
+    async def request(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Send one request and return its ``result``.
+
+        Args:
+            type: The message type.
+            data: The payload (any JSON value).
+            timeout: Seconds to wait for the reply (``None``: no limit).
+            on_event: Called with each message the agent sends with this
+                request's id before the final reply (e.g. streamed ``exec``
+                output); without it they go to :attr:`events`.
 
         Raises:
             ReplyError: The agent answered with an error.
@@ -176,11 +199,14 @@ class Client:
         msg_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = future
+        if on_event is not None:
+            self._listeners[msg_id] = on_event
         try:
             await self._send(ws, {"id": msg_id, "type": type, "data": data})
             reply = await asyncio.wait_for(future, timeout) if timeout else await future
         finally:
             self._pending.pop(msg_id, None)
+            self._listeners.pop(msg_id, None)
         error = reply.get("error")
         if error is not None:
             if not isinstance(error, dict):

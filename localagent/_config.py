@@ -20,6 +20,7 @@ from .exceptions import ConfigError
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "AgentSettings",
     "ServerSettings",
     "Settings",
     "config_dir",
@@ -121,6 +122,41 @@ class ServerSettings:
     shutdown_grace: float = attrs.field(default=5.0, converter=_float)
 
 
+def _default_workspace() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("localagent", appauthor=False)) / "workspace"
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise TypeError("expected a directory path")
+    return Path(value).expanduser().absolute()
+
+
+def _redis_url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class AgentSettings:
+    """The ``[agent]`` table: what the agent works on.
+
+    Attributes:
+        workspace: The directory ``fs`` is confined to and ``exec`` runs in
+            (default: ``workspace`` in the platform's user data dir).
+        redis: A Redis URL for the key-value store; ``None`` keeps state in
+            process memory (the embedded default, nothing to install).
+    """
+
+    workspace: Path = attrs.field(factory=_default_workspace, converter=_path)
+    redis: str | None = attrs.field(default=None, converter=_redis_url)
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything the agent is configured with.
@@ -128,6 +164,7 @@ class Settings:
     Attributes:
         config_dir: Directory holding ``config.toml`` and the token.
         server: The ``[server]`` table.
+        agent: The ``[agent]`` table.
         plugins: The ``[plugins.NAME]`` tables, by plugin name. ``enabled =
             false`` in a table disables that plugin; the other keys are the
             plugin's own configuration.
@@ -135,6 +172,7 @@ class Settings:
 
     config_dir: Path
     server: ServerSettings = attrs.field(factory=ServerSettings)
+    agent: AgentSettings = attrs.field(factory=AgentSettings)
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     @property
@@ -177,37 +215,45 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-_SERVER_FIELDS = {field.name for field in attrs.fields(ServerSettings)}
+#: The typed tables, by name. Field names are unique across them, so each
+#: field has one ``LOCALAGENT_<FIELD>`` variable.
+_TABLES: dict[str, type[ServerSettings] | type[AgentSettings]] = {
+    "server": ServerSettings,
+    "agent": AgentSettings,
+}
 
 
-def _server_from(
+def _table_from(
+    name: str,
     file_table: Mapping[str, Any],
     environ: Mapping[str, str],
     overrides: Mapping[str, Any],
     path: Path,
-) -> ServerSettings:
+) -> Any:
+    cls = _TABLES[name]
+    fields = {field.name for field in attrs.fields(cls)}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, value in file_table.items():
-        if key not in _SERVER_FIELDS:
-            known = ", ".join(sorted(_SERVER_FIELDS))
-            raise ConfigError(f"{path}: unknown setting server.{key} (known: {known})")
-        values[key], sources[key] = value, f"{path}: server.{key}"
-    for name in _SERVER_FIELDS:
-        variable = ENV_PREFIX + name.upper()
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{path}: unknown setting {name}.{key} (known: {known})")
+        values[key], sources[key] = value, f"{path}: {name}.{key}"
+    for field in fields:
+        variable = ENV_PREFIX + field.upper()
         if variable in environ:
-            values[name], sources[name] = environ[variable], f"${variable}"
+            values[field], sources[field] = environ[variable], f"${variable}"
     for key, value in overrides.items():
         if value is not None:
             values[key], sources[key] = value, f"--{key.replace('_', '-')}"
     try:
-        return ServerSettings(**values)
+        return cls(**values)
     except (TypeError, ValueError) as exc:
         # attrs reports converter/validator failures without the field's source;
         # find the offending one so the message says where to look.
         for key, value in values.items():
             try:
-                ServerSettings(**{key: value})
+                cls(**{key: value})
             except (TypeError, ValueError) as field_exc:
                 raise ConfigError(f"{sources[key]} = {value!r}: {field_exc}") from None
         raise ConfigError(str(exc)) from None
@@ -218,6 +264,7 @@ def load_settings(
     directory: Path | None = None,
     environ: Mapping[str, str] | None = None,
     server_overrides: Mapping[str, Any] | None = None,
+    agent_overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Load the settings in order of precedence, lowest first.
 
@@ -226,6 +273,7 @@ def load_settings(
         environ: Environment to read ``LOCALAGENT_*`` from (default: ``os.environ``).
         server_overrides: ``[server]`` values from command-line flags; ``None``
             values are ignored.
+        agent_overrides: ``[agent]`` values from command-line flags, likewise.
 
     Raises:
         ConfigError: With the file, variable or flag at fault.
@@ -234,13 +282,13 @@ def load_settings(
     environ = os.environ if environ is None else environ
     path = directory / CONFIG_FILE_NAME
     document = _read_toml(path)
-    unknown = set(document) - {"server", "plugins"}
+    unknown = set(document) - {*_TABLES, "plugins"}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}")
-    server_table = document.get("server", {})
+    for name in _TABLES:
+        if not isinstance(document.get(name, {}), dict):
+            raise ConfigError(f"{path}: '{name}' must be a table")
     plugin_tables = document.get("plugins", {})
-    if not isinstance(server_table, dict):
-        raise ConfigError(f"{path}: 'server' must be a table")
     if not isinstance(plugin_tables, dict) or not all(
         isinstance(table, dict) for table in plugin_tables.values()
     ):
@@ -248,8 +296,11 @@ def load_settings(
     for name, table in plugin_tables.items():
         if not isinstance(table.get("enabled", True), bool):
             raise ConfigError(f"{path}: plugins.{name}.enabled must be true or false")
-    server = _server_from(server_table, environ, server_overrides or {}, path)
-    return Settings(config_dir=directory, server=server, plugins=plugin_tables)
+    server = _table_from(
+        "server", document.get("server", {}), environ, server_overrides or {}, path
+    )
+    agent = _table_from("agent", document.get("agent", {}), environ, agent_overrides or {}, path)
+    return Settings(config_dir=directory, server=server, agent=agent, plugins=plugin_tables)
 
 
 def set_plugin_enabled(directory: Path, name: str, enabled: bool) -> Path:

@@ -193,11 +193,16 @@ def _load_only(environ: Mapping[str, str]) -> frozenset[str] | None:
 
 
 def _import(value: str) -> object:
+    """Import a plugin: a module, an object in one, or a class.
+
+    A class is instantiated (without arguments) once per load, so every agent
+    in a process gets a plugin object, and state, of its own.
+    """
     module_name, _, attribute = value.partition(":")
     obj: object = importlib.import_module(module_name.strip())
     for part in attribute.strip().split(".") if attribute.strip() else ():
         obj = getattr(obj, part)
-    return obj
+    return obj() if isinstance(obj, type) else obj
 
 
 #: Hooks the runtime calls one implementation at a time (to isolate failures),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from localagent_hookspecs import Connection, Message, MessageError, Stage
+from localagent_hookspecs import Connection, KeyValueStore, Message, MessageError, Stage
 from pluggy import HookImpl
 from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
@@ -26,7 +26,8 @@ from ._connection import WebSocketConnection
 from ._dispatch import Dispatcher, HandlerFailed, is_pending
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
-from .exceptions import ConnectionLost, PluginError
+from ._stores import open_store
+from .exceptions import ConfigError, ConnectionLost, PluginError
 
 __all__ = ["AgentRuntime", "ErrorContext"]
 
@@ -72,12 +73,23 @@ class AgentRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_in_flight = settings.server.max_in_flight
+        self._store: KeyValueStore | None = None
 
     # -- the Agent protocol ------------------------------------------------
 
     @property
     def config_dir(self) -> Path:
         return self.settings.config_dir
+
+    @property
+    def workspace(self) -> Path:
+        return self.settings.agent.workspace
+
+    @property
+    def store(self) -> KeyValueStore:
+        if self._store is None:
+            self._store = open_store(self.settings.agent.redis)
+        return self._store
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -110,6 +122,11 @@ class AgentRuntime:
             PluginError: If ``strict`` and a plugin's ``on_load`` failed.
         """
         self._loop = asyncio.get_running_loop()
+        try:
+            self.workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the workspace {self.workspace}: {exc}") from None
+        await self._check_store()
         impls = list(reversed(self.pm.hook.on_load.get_hookimpls()))
         outcomes = await asyncio.gather(*(self._load_one(impl) for impl in impls))
         for impl, error in zip(impls, outcomes, strict=True):
@@ -126,6 +143,14 @@ class AgentRuntime:
             if self.strict:
                 raise PluginError(name, f"on_load failed: {error}") from error
             logger.error("plugin %r disabled: on_load failed: %s", name, error)
+
+    async def _check_store(self) -> None:
+        try:
+            await self.store.ping()
+        except MessageError as exc:
+            # Not fatal: the store reconnects by itself, and until then kv
+            # requests get "unavailable" replies.
+            logger.warning("%s", exc.message)
 
     async def _load_one(self, impl: HookImpl) -> BaseException | None:
         name = self.pm.get_name(impl.plugin)
@@ -148,11 +173,13 @@ class AgentRuntime:
             await asyncio.wait(list(self.in_flight), timeout=timeout)
 
     async def aclose(self) -> None:
-        """Cancel the background tasks started with :meth:`spawn`."""
+        """Cancel the background tasks started with :meth:`spawn`; close the store."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._store is not None:
+            await self._store.aclose()
 
     # -- errors ------------------------------------------------------------
 

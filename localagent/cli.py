@@ -86,6 +86,16 @@ def main(config_dir: str | None) -> None:
     metavar="NAME|no:NAME",
     help="Enable (NAME) or disable (no:NAME) a plugin for this run only (repeatable).",
 )
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    help="Directory fs is confined to and exec runs in (created if missing).",
+)
+@click.option(
+    "--redis",
+    metavar="URL",
+    help="Keep kv state in Redis at URL (redis://host:port/db) instead of memory.",
+)
 @click.option("--strict", is_flag=True, help="Exit if any plugin fails to import or load.")
 @click.option(
     "--log-level",
@@ -100,6 +110,8 @@ def serve(
     allow_remote: bool | None,
     origins: tuple[str, ...],
     plugin_options: tuple[str, ...],
+    workspace: str | None,
+    redis: str | None,
     strict: bool,
     log_level: str,
 ) -> None:
@@ -108,7 +120,9 @@ def serve(
     overrides: dict[str, Any] = {"host": host, "port": port, "allow_remote": allow_remote}
     if origins:
         overrides["origins"] = origins
-    settings = load_settings(server_overrides=overrides)
+    settings = load_settings(
+        server_overrides=overrides, agent_overrides={"workspace": workspace, "redis": redis}
+    )
     import asyncio
 
     with suppress(KeyboardInterrupt):
@@ -142,6 +156,8 @@ async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> 
     click.echo(
         f"LocalAgent {__version__} listening on {server.url}\n"
         f"  token file: {server.token_file.path}\n"
+        f"  workspace: {settings.agent.workspace}\n"
+        f"  store: {server.runtime.store.kind}\n"
         f"  plugins: {', '.join(loaded) or '(none)'}",
         err=True,
     )

@@ -10,8 +10,16 @@ import pytest
 
 import localagent
 
+from .helpers.redis_server import RedisServer
+
 #: Variables a developer's shell may set that must not leak into tests.
-_ISOLATED = ("LOCALAGENT_URL", "LOCALAGENT_TOKEN", "LOCALAGENT_HOST", "LOCALAGENT_PORT")
+_ISOLATED = (
+    "LOCALAGENT_URL",
+    "LOCALAGENT_TOKEN",
+    "LOCALAGENT_HOST",
+    "LOCALAGENT_PORT",
+    "LOCALAGENT_REDIS",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +31,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """
     config = tmp_path / "config"
     monkeypatch.setenv("LOCALAGENT_CONFIG_DIR", str(config))
+    monkeypatch.setenv("LOCALAGENT_WORKSPACE", str(tmp_path / "workspace"))
     monkeypatch.setenv("LOCALAGENT_LOAD_PLUGINS", "")
     for name in _ISOLATED:
         monkeypatch.delenv(name, raising=False)
@@ -47,3 +56,34 @@ async def client(agent: localagent.Server) -> AsyncIterator[localagent.Client]:
 def subprocess_env(isolated_env: Path) -> dict[str, str]:
     """The environment for ``localagent`` subprocesses: same isolation as the test."""
     return dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private redis-server for the whole session (never the user's Redis).
+
+    Without the binary the Redis tests are skipped locally, but fail under CI
+    (``CI=true``), where ``.ci/run`` installs it.
+    """
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The private Redis's URL, running and emptied for this test."""
+    if not redis_server.ping():
+        redis_server.start()
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url

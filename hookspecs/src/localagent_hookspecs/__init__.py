@@ -5,7 +5,16 @@ Plugins depend on this small distribution; the runtime is ``localagent``.
 
 from ._errors import MessageError
 from ._markers import HANDLES_ATTRIBUTE, PROJECT_NAME, handled_types, handles, hookimpl, hookspec
-from ._types import Agent, CloseCallback, Connection, ErrorContext, Message, SendFunc, Stage
+from ._types import (
+    Agent,
+    CloseCallback,
+    Connection,
+    ErrorContext,
+    KeyValueStore,
+    Message,
+    SendFunc,
+    Stage,
+)
 
 __all__ = [
     "HANDLES_ATTRIBUTE",
@@ -14,6 +23,7 @@ __all__ = [
     "CloseCallback",
     "Connection",
     "ErrorContext",
+    "KeyValueStore",
     "Message",
     "MessageError",
     "SendFunc",

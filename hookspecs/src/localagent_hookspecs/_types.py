@@ -7,14 +7,23 @@ alone.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 if TYPE_CHECKING:  # asyncio costs ~40 ms to import; CLI commands that never run a loop skip it
     import asyncio
 
-__all__ = ["Agent", "CloseCallback", "Connection", "ErrorContext", "Message", "SendFunc", "Stage"]
+__all__ = [
+    "Agent",
+    "CloseCallback",
+    "Connection",
+    "ErrorContext",
+    "KeyValueStore",
+    "Message",
+    "SendFunc",
+    "Stage",
+]
 
 #: The send path of a connection: takes one JSON-serialisable message (a reply,
 #: an event or a batch frame) and returns once it was handed to the transport.
@@ -108,16 +117,71 @@ class Connection(Protocol):
         """Close the connection with a WebSocket close code."""
 
 
+class KeyValueStore(Protocol):
+    """The agent's key-value store: JSON values under string keys.
+
+    The embedded default keeps them in process memory; with a Redis URL
+    configured they live in Redis (durable, shared between processes). Every
+    method may raise :class:`~localagent_hookspecs.MessageError` with code
+    ``"unavailable"`` when the backend cannot be reached (a handler can let it
+    propagate: the client gets that error reply), or ``"not_an_integer"``
+    from :meth:`incr`. A write returns only after the backend confirmed it.
+
+    Attributes:
+        kind: ``"memory"`` or ``"redis"``.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` if there is none."""
+
+    async def get_many(self, keys: Sequence[str], default: Any = None) -> list[Any]:
+        """The values of ``keys``, in order (``default`` for missing ones), in one round trip."""
+
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Store ``value``; with ``ttl``, it expires after that many seconds."""
+
+    async def set_many(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        """Store several values at once (all or none, in one round trip)."""
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Remove ``keys``; return how many existed."""
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to the integer under ``key`` (missing counts as 0); return it."""
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The keys that start with ``prefix``, sorted."""
+
+    async def ping(self) -> None:
+        """Check that the backend answers (raises ``MessageError("unavailable")``)."""
+
+    async def aclose(self) -> None:
+        """Release connections; the agent calls it at shutdown."""
+
+
 class Agent(Protocol):
     """The running agent, as plugins see it in ``on_load``.
 
     Attributes:
         config_dir: The user config directory (holds ``config.toml`` and the token).
+        workspace: The directory the agent works in (``[agent] workspace``):
+            ``fs`` is confined to it and ``exec`` runs there. It exists when
+            ``on_load`` is called.
+        store: The key-value store (memory by default, Redis when configured).
         loop: The event loop the agent runs on.
     """
 
     @property
     def config_dir(self) -> Path: ...
+
+    @property
+    def workspace(self) -> Path: ...
+
+    @property
+    def store(self) -> KeyValueStore: ...
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...

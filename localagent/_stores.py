@@ -1,0 +1,214 @@
+"""Key-value stores behind one interface: process memory (default) and Redis.
+
+Both implement :class:`localagent_hookspecs.KeyValueStore`. Values are JSON;
+Redis holds them JSON-encoded under ``localagent:kv:<key>``, so an integer
+written by ``set`` can be incremented by ``incr`` and read back by anyone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from localagent_hookspecs import KeyValueStore, MessageError
+
+from . import _codec
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+__all__ = ["UNAVAILABLE", "MemoryStore", "RedisStore", "open_store"]
+
+UNAVAILABLE = "unavailable"
+NOT_AN_INTEGER = "not_an_integer"
+KEY_PREFIX = "localagent:kv:"
+
+
+class MemoryStore:
+    """The embedded default: a dict in this process, with lazy TTL expiry."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        # key -> (value, expiry on the monotonic clock or None)
+        self._data: dict[str, tuple[Any, float | None]] = {}
+
+    def _live(self, key: str) -> tuple[Any, float | None] | None:
+        entry = self._data.get(key)
+        if entry is not None and entry[1] is not None and entry[1] <= time.monotonic():
+            del self._data[key]
+            return None
+        return entry
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        entry = self._live(key)
+        return default if entry is None else entry[0]
+
+    async def get_many(self, keys: Sequence[str], default: Any = None) -> list[Any]:
+        return [await self.get(key, default) for key in keys]
+
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        self._data[key] = (value, time.monotonic() + ttl if ttl is not None else None)
+
+    async def set_many(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        expiry = time.monotonic() + ttl if ttl is not None else None
+        self._data.update({key: (value, expiry) for key, value in items.items()})
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        return sum(self._data.pop(key, None) is not None for key in set(keys) if self._live(key))
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        entry = self._live(key)
+        current, expiry = entry if entry is not None else (0, None)
+        if type(current) is not int:
+            raise MessageError(NOT_AN_INTEGER, f"the value of {key!r} is not an integer")
+        self._data[key] = (current + amount, expiry)
+        return current + amount
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in list(self._data) if k.startswith(prefix) and self._live(k))
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    netloc += f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore:
+    """Values in Redis through ``redis.asyncio`` with a bounded connection pool.
+
+    Fails fast: a short connect timeout and one retry, so a request gets an
+    ``unavailable`` reply promptly while Redis is down; the pool reconnects
+    by itself on the next request once Redis is back.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+        max_connections: Upper bound of the pool.
+        timeout: Seconds for connecting and for each reply.
+    """
+
+    kind = "redis"
+
+    def __init__(self, url: str, *, max_connections: int = 32, timeout: float = 2.0) -> None:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+
+        self.url = url
+        self._errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            OSError,
+            TimeoutError,
+        )
+        self._response_error = redis.exceptions.ResponseError
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+            health_check_interval=30,
+        )
+        self._redis: redis.asyncio.Redis = redis.asyncio.Redis(connection_pool=pool)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            raise MessageError(
+                UNAVAILABLE, f"the store (Redis at {_safe_url(self.url)}) is unavailable: {exc}"
+            ) from exc
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        with self._guard():
+            raw = await self._redis.get(KEY_PREFIX + key)
+        return default if raw is None else _codec.loads(raw)
+
+    async def get_many(self, keys: Sequence[str], default: Any = None) -> list[Any]:
+        if not keys:
+            return []
+        with self._guard():
+            raws = await self._redis.mget([KEY_PREFIX + key for key in keys])
+        return [default if raw is None else _codec.loads(raw) for raw in raws]
+
+    async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        px = max(1, round(ttl * 1000)) if ttl is not None else None
+        with self._guard():
+            await self._redis.set(KEY_PREFIX + key, _codec.dumps(value), px=px)
+
+    async def set_many(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
+        if not items:
+            return
+        px = max(1, round(ttl * 1000)) if ttl is not None else None
+        with self._guard():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, value in items.items():
+                    pipe.set(KEY_PREFIX + key, _codec.dumps(value), px=px)
+                await pipe.execute()
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self._guard():
+            return int(await self._redis.delete(*(KEY_PREFIX + key for key in keys)))
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        with self._guard():
+            try:
+                return int(await self._redis.incrby(KEY_PREFIX + key, amount))
+            except self._response_error as exc:
+                raise MessageError(
+                    NOT_AN_INTEGER, f"the value of {key!r} is not an integer"
+                ) from exc
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        pattern = KEY_PREFIX + _glob_escape(prefix) + "*"
+        found: list[str] = []
+        with self._guard():
+            async for raw in self._redis.scan_iter(match=pattern, count=1000):
+                found.append(raw.decode()[len(KEY_PREFIX) :])
+        return sorted(found)
+
+    async def ping(self) -> None:
+        with self._guard():
+            await self._redis.ping()
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def open_store(redis_url: str | None) -> KeyValueStore:
+    """The store the settings ask for: Redis when a URL is given, else memory."""
+    if redis_url is None:
+        return MemoryStore()
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        from .exceptions import ConfigError
+
+        raise ConfigError(
+            "a Redis URL is configured but redis-py is not installed; "
+            "install the extra: pip install 'localagent[redis]'"
+        ) from None
+    return RedisStore(redis_url)
