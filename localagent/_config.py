@@ -263,17 +263,16 @@ def load_settings(
     *,
     directory: Path | None = None,
     environ: Mapping[str, str] | None = None,
-    server_overrides: Mapping[str, Any] | None = None,
-    agent_overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Load the settings in order of precedence, lowest first.
 
     Args:
         directory: The config directory (default: :func:`config_dir`).
         environ: Environment to read ``LOCALAGENT_*`` from (default: ``os.environ``).
-        server_overrides: ``[server]`` values from command-line flags; ``None``
-            values are ignored.
-        agent_overrides: ``[agent]`` values from command-line flags, likewise.
+        overrides: Values from command-line flags (or ``Server.create``), by
+            setting name, for any table (``port``, ``workspace``, ...);
+            ``None`` values are ignored.
 
     Raises:
         ConfigError: With the file, variable or flag at fault.
@@ -296,10 +295,14 @@ def load_settings(
     for name, table in plugin_tables.items():
         if not isinstance(table.get("enabled", True), bool):
             raise ConfigError(f"{path}: plugins.{name}.enabled must be true or false")
-    server = _table_from(
-        "server", document.get("server", {}), environ, server_overrides or {}, path
-    )
-    agent = _table_from("agent", document.get("agent", {}), environ, agent_overrides or {}, path)
+    by_table: dict[str, dict[str, Any]] = {name: {} for name in _TABLES}
+    for key, value in (overrides or {}).items():
+        table = next((n for n, cls in _TABLES.items() if key in attrs.fields_dict(cls)), None)
+        if table is None:
+            raise ConfigError(f"unknown setting {key!r}")
+        by_table[table][key] = value
+    server = _table_from("server", document.get("server", {}), environ, by_table["server"], path)
+    agent = _table_from("agent", document.get("agent", {}), environ, by_table["agent"], path)
     return Settings(config_dir=directory, server=server, agent=agent, plugins=plugin_tables)
 
 

@@ -59,6 +59,9 @@ class PluginSpec:
 BUILTIN_PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("ping", "localagent.builtin.ping", builtin=True),
     PluginSpec("echo", "localagent.builtin.echo", builtin=True),
+    PluginSpec("kv", "localagent.builtin.kv:Plugin", builtin=True),
+    PluginSpec("fs", "localagent.builtin.fs:Plugin", builtin=True),
+    PluginSpec("exec", "localagent.builtin.exec:Plugin", builtin=True),
 )
 
 

@@ -63,7 +63,7 @@ class Server:
         strict: bool = False,
         extra_plugins: Mapping[str, object] | None = None,
         environ: Mapping[str, str] | None = None,
-        **server_overrides: Any,
+        **overrides: Any,
     ) -> Server:
         """Load settings (unless given) and plugins and build a server; nothing runs yet.
 
@@ -73,11 +73,11 @@ class Server:
             strict: Make any plugin failure fatal.
             extra_plugins: Plugin objects to register by name besides the discovered ones.
             environ: Environment for settings and plugin selection (default ``os.environ``).
-            server_overrides: ``[server]`` settings such as ``port=0``.
+            overrides: Settings by name, such as ``port=0`` or ``redis="redis://..."``.
         """
         environ = os.environ if environ is None else environ
         if settings is None:
-            settings = load_settings(environ=environ, server_overrides=server_overrides)
+            settings = load_settings(environ=environ, overrides=overrides)
         plugins = load_plugins(
             disabled_in_config=settings.disabled_plugins,
             options=options,

@@ -117,12 +117,16 @@ def serve(
 ) -> None:
     """Run the agent until interrupted (Ctrl-C or SIGTERM)."""
     _setup_logging(log_level)
-    overrides: dict[str, Any] = {"host": host, "port": port, "allow_remote": allow_remote}
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "allow_remote": allow_remote,
+        "workspace": workspace,
+        "redis": redis,
+    }
     if origins:
         overrides["origins"] = origins
-    settings = load_settings(
-        server_overrides=overrides, agent_overrides={"workspace": workspace, "redis": redis}
-    )
+    settings = load_settings(overrides=overrides)
     import asyncio
 
     with suppress(KeyboardInterrupt):

@@ -144,7 +144,7 @@ def test_overrides_win_over_environment_and_file(tmp_path: Path) -> None:
     server = load_settings(
         directory=tmp_path,
         environ=environ,
-        server_overrides={"port": 9200, "host": None, "max_in_flight": None},
+        overrides={"port": 9200, "host": None, "max_in_flight": None},
     ).server
     assert server.port == 9200
     assert server.host == "127.0.0.3"  # None overrides are ignored
@@ -235,7 +235,7 @@ def test_invalid_override_names_the_flag(
     tmp_path: Path, key: str, value: object, flag: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(directory=tmp_path, environ={}, server_overrides={key: value})
+        load_settings(directory=tmp_path, environ={}, overrides={key: value})
     assert str(caught.value).startswith(f"{flag} = {value!r}: ")
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 import localagent
-from localagent._plugins import discover
+from localagent._plugins import BUILTIN_PLUGINS, discover
 
 from .helpers import localagent_cmd, running_agent
+
+BUILTINS = [spec.name for spec in BUILTIN_PLUGINS]
 
 GOOD = """
 from localagent_hookspecs import handles, hookimpl
@@ -109,14 +111,14 @@ def test_strict_makes_a_broken_plugin_fatal(on_path: Path) -> None:
 def test_load_plugins_empty_loads_no_third_party_plugin(on_path: Path) -> None:
     loaded = localagent.load_plugins(environ={"LOCALAGENT_LOAD_PLUGINS": ""})
     registered = [info.name for info in loaded.infos if info.registered]
-    assert registered == ["ping", "echo"]
+    assert registered == BUILTINS
     assert "la_test_good" not in sys.modules
 
 
 def test_load_plugins_list_selects(on_path: Path) -> None:
     loaded = localagent.load_plugins(environ={"LOCALAGENT_LOAD_PLUGINS": "good"})
     registered = [info.name for info in loaded.infos if info.registered]
-    assert registered == ["ping", "echo", "good"]
+    assert registered == [*BUILTINS, "good"]
     assert "la_test_broken" not in sys.modules
 
 

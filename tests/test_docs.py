@@ -20,11 +20,11 @@ import pytest
 from localagent_hookspecs import PROJECT_NAME, hookspecs
 
 from localagent import _client, _plugins, _protocol
-from localagent._config import ENV_PREFIX, ServerSettings, load_settings
+from localagent._config import ENV_PREFIX, AgentSettings, ServerSettings, load_settings
 from localagent.cli import main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ("index.md", "hooks.md", "cli.md", "configuration.md", "security.md", "protocol.md")
+PAGES = tuple(sorted(path.name for path in DOCS.glob("*.md")))
 
 HEADING = re.compile(r"^(#{1,6}) +(.+?) *$", re.MULTILINE)
 HOOK_HEADING = re.compile(r"^## +(\w+)\(([^)]*)\) *$", re.MULTILINE)
@@ -143,6 +143,8 @@ def _toml(value: Any) -> str:
     """The TOML spelling of a default value, as the settings table shows it."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value is None:
+        return '""'  # TOML has no null: an empty string means "not set"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, tuple | list):
@@ -150,10 +152,15 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-@pytest.mark.parametrize("field", attrs.fields(ServerSettings), ids=lambda field: field.name)
-def test_configuration_md_documents_the_server_setting(field: attrs.Attribute[Any]) -> None:
+SETTINGS = (*attrs.fields(ServerSettings), *attrs.fields(AgentSettings))
+
+
+@pytest.mark.parametrize("field", SETTINGS, ids=lambda field: field.name)
+def test_configuration_md_documents_the_setting(field: attrs.Attribute[Any]) -> None:
     variable = ENV_PREFIX + field.name.upper()
-    cells = (f"`{field.name}`", f"`{variable}`", f"`{_toml(field.default)}`")
+    cells: tuple[str, ...] = (f"`{field.name}`", f"`{variable}`")
+    if not isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+        cells += (f"`{_toml(field.default)}`",)
     rows = [line for line in _read("configuration.md").splitlines() if line.startswith("|")]
     assert any(all(cell in row for cell in cells) for row in rows), (
         f"configuration.md needs a table row with {', '.join(cells)}"
@@ -161,7 +168,7 @@ def test_configuration_md_documents_the_server_setting(field: attrs.Attribute[An
 
 
 def test_docs_mention_only_environment_variables_that_exist() -> None:
-    known = {ENV_PREFIX + field.name.upper() for field in attrs.fields(ServerSettings)}
+    known = {ENV_PREFIX + field.name.upper() for field in SETTINGS}
     known |= {_client.URL_VARIABLE, _client.TOKEN_VARIABLE, _plugins.LOAD_PLUGINS_VARIABLE}
     for _name, command in COMMANDS:
         for param in command.params:

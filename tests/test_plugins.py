@@ -31,6 +31,9 @@ from localagent.exceptions import PluginError
 
 MakeModule = Callable[[str], str]
 
+#: The built-in plugins' names, in registration order.
+BUILTINS = [spec.name for spec in BUILTIN_PLUGINS]
+
 #: A plugin whose only hook name is misspelt.
 TYPO = """
 from localagent_hookspecs import hookimpl
@@ -101,8 +104,8 @@ def dispatch(loaded: LoadedPlugins, message_type: str, data: object = None) -> o
 
 def test_builtins_are_registered(make_module: MakeModule) -> None:
     loaded = load_plugins(specs=[], environ={})
-    assert names(loaded) == ["ping", "echo"]
-    assert registered(loaded) == {"ping", "echo"}
+    assert names(loaded) == BUILTINS
+    assert registered(loaded) == set(BUILTINS)
     assert loaded.errors == []
     ping = info(loaded, "ping")
     assert ping.spec is BUILTIN_PLUGINS[0]
@@ -118,14 +121,14 @@ def test_builtins_are_registered(make_module: MakeModule) -> None:
 def test_builtins_load_with_the_test_environment() -> None:
     # conftest sets LOCALAGENT_LOAD_PLUGINS="": third-party plugins are off, built-ins stay.
     loaded = load_plugins(specs=[])
-    assert registered(loaded) == {"ping", "echo"}
+    assert registered(loaded) == set(BUILTINS)
 
 
 def test_third_party_plugin_is_registered_after_builtins(make_module: MakeModule) -> None:
     module = good(make_module)
     spec = PluginSpec("thing", module, distribution="localagent-thing", version="1.2")
     loaded = load_plugins(specs=[spec], environ={})
-    assert names(loaded) == ["ping", "echo", "thing"]
+    assert names(loaded) == [*BUILTINS, "thing"]
     thing = info(loaded, "thing")
     assert thing.registered and thing.enabled and thing.error is None
     assert thing.hooks == ("on_message",)
@@ -181,7 +184,7 @@ def test_import_failure_is_reported_and_others_load(make_module: MakeModule) -> 
     assert failed.error == "import failed: RuntimeError: kaput"
     assert failed.enabled and not failed.registered
     assert failed.import_seconds is not None
-    assert registered(loaded) == {"ping", "echo", "before", "after"}
+    assert registered(loaded) == {*BUILTINS, "before", "after"}
     assert dispatch(loaded, "after") == {"from": after, "data": None}
 
 
@@ -194,7 +197,7 @@ def test_missing_module_and_missing_attribute(make_module: MakeModule) -> None:
     loaded = load_plugins(specs=specs, environ={})
     assert info(loaded, "nomodule").error.startswith("import failed: ModuleNotFoundError: ")
     assert info(loaded, "noattr").error.startswith("import failed: AttributeError: ")
-    assert registered(loaded) == {"ping", "echo"}
+    assert registered(loaded) == set(BUILTINS)
 
 
 def test_strict_import_failure_raises(make_module: MakeModule) -> None:
@@ -216,7 +219,7 @@ def test_unknown_hook_is_an_error_and_the_plugin_is_not_registered(
     assert typo.hooks == ()
     assert loaded.manager.get_plugin("typo") is None
     assert not loaded.manager.is_registered(sys.modules[module])
-    assert registered(loaded) == {"ping", "echo"}
+    assert registered(loaded) == set(BUILTINS)
 
 
 def test_unknown_hook_in_strict_mode_raises_naming_plugin_and_hook(
@@ -261,7 +264,7 @@ def test_impl_with_unknown_argument_is_refused(make_module: MakeModule) -> None:
     badargs = info(loaded, "badargs")
     assert "bogus" in badargs.error
     assert not badargs.registered
-    assert registered(loaded) == {"ping", "echo"}
+    assert registered(loaded) == set(BUILTINS)
 
 
 def test_duplicate_names_are_reported(make_module: MakeModule) -> None:
@@ -329,10 +332,10 @@ def test_disabled_by_option_is_never_imported(make_module: MakeModule) -> None:
 
 def test_builtin_can_be_disabled(make_module: MakeModule) -> None:
     loaded = load_plugins(options=["no:echo"], disabled_in_config=["ping"], specs=[], environ={})
-    assert registered(loaded) == set()
+    assert registered(loaded) == set(BUILTINS) - {"ping", "echo"}
     assert not info(loaded, "echo").enabled
     assert not info(loaded, "ping").enabled
-    assert names(loaded) == ["ping", "echo"]  # still listed
+    assert names(loaded) == BUILTINS  # still listed
 
 
 def test_load_plugins_variable_empty_loads_no_third_party(make_module: MakeModule) -> None:
@@ -341,7 +344,7 @@ def test_load_plugins_variable_empty_loads_no_third_party(make_module: MakeModul
         specs=[PluginSpec("a", first), PluginSpec("b", second)],
         environ={"LOCALAGENT_LOAD_PLUGINS": ""},
     )
-    assert registered(loaded) == {"ping", "echo"}  # built-ins are not affected
+    assert registered(loaded) == set(BUILTINS)  # built-ins are not affected
     assert not info(loaded, "a").enabled
     assert not info(loaded, "b").enabled
     assert first not in sys.modules
@@ -356,7 +359,7 @@ def test_load_plugins_variable_loads_only_the_listed(make_module: MakeModule, va
         specs=[PluginSpec("a", wanted), PluginSpec("b", unwanted)],
         environ={"LOCALAGENT_LOAD_PLUGINS": value},
     )
-    assert registered(loaded) == {"ping", "echo", "a"}
+    assert registered(loaded) == {*BUILTINS, "a"}
     assert info(loaded, "a").enabled
     assert not info(loaded, "b").enabled
     assert unwanted not in sys.modules

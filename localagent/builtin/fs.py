@@ -1,0 +1,9 @@
+"""Built-in plugin ``fs`` (being written)."""
+
+from __future__ import annotations
+
+__all__ = ["Plugin"]
+
+
+class Plugin:
+    """Placeholder until the real plugin lands."""
