@@ -32,7 +32,6 @@ import asyncio
 import importlib.util
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -45,15 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _common import AGENT, BenchError, Target, agent_server, percentile, stop, table
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.version import version as websockets_version
 
 HERE = Path(__file__).resolve().parent
 BARE_SERVER = HERE / "_bare_echo_server.py"
 MESSAGE_SIZE = 100  # bytes per request frame
-STARTUP_TIMEOUT = 30.0
-URL_PATTERN = re.compile(r"listening on (ws://\S+)")
-AGENT, BARE = "agent", "bare"
+BARE = "bare"
 #: Packages whose bytecode is reported and which ``--compile`` compiles.
 PACKAGES = (
     "localagent",
@@ -69,54 +67,7 @@ PACKAGES = (
 )
 
 
-class BenchError(RuntimeError):
-    """A server misbehaved or could not be started."""
-
-
 # -- servers ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """A server under test."""
-
-    name: str
-    url: str
-    token: str
-    pid: int
-
-
-def _stop(process: subprocess.Popen[Any]) -> None:
-    """Terminate ``process`` (SIGTERM, then SIGKILL after 5 s) and reap it."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def agent_server(config_dir: Path, env: dict[str, str]) -> Iterator[tuple[Target, Path]]:
-    """Run ``localagent serve --port 0``; yield the target and the path of its log."""
-    log_path = config_dir / "agent.log"
-    command = [sys.executable, "-m", "localagent", "--config-dir", str(config_dir)]
-    command += ["serve", "--port", "0", "--log-level", "warning"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while (match := URL_PATTERN.search(log_path.read_text(errors="replace"))) is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"the agent did not start:\n{log_path.read_text()}")
-            time.sleep(0.02)  # waiting for a subprocess to start, not simulating I/O
-        token = (config_dir / "token").read_text().strip()
-        yield Target(AGENT, match.group(1), token, process.pid), log_path
-    finally:
-        _stop(process)
 
 
 @contextmanager
@@ -136,7 +87,7 @@ def bare_server(env: dict[str, str]) -> Iterator[Target]:
             raise BenchError(f"the bare server did not start (printed {line!r})")
         yield Target(BARE, f"ws://127.0.0.1:{line}", "unused", process.pid)
     finally:
-        _stop(process)
+        stop(process)
 
 
 # -- the client (identical for both servers) -----------------------------------
@@ -268,13 +219,6 @@ async def latency_run(target: Target, work: Workload) -> tuple[float, float]:
     finally:
         await ws.close()
     return statistics.median(samples), percentile(samples, 99)
-
-
-def percentile(samples: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, -(-len(ordered) * pct // 100))  # ceil
-    return ordered[int(rank) - 1]
 
 
 # -- command wall times ----------------------------------------------------------
@@ -489,24 +433,11 @@ def render(results: Results, repetitions: int) -> tuple[str, dict[str, Any]]:
         f"Servers (median of {repetitions} repetitions; agent/bare = ratio of the medians; "
         "paired = median of\n  the per-repetition agent/bare ratios, which the verdict uses; "
         "ranges = min-max)\n"
-        + _table(rows)
+        + table(rows)
         + f"\n\nCommand wall time (median of {repetitions})\n"
-        + _table(cli_rows)
+        + table(cli_rows)
     )
     return text, summary
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if col == 0 else cell.rjust(width)
-            for col, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def _describe_bytecode(status: dict[str, tuple[int, int]]) -> str:
@@ -541,13 +472,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         compile_packages()
     bytecode = bytecode_status()
     load_before = os.getloadavg()
-    env = {**os.environ, "LOCALAGENT_LOAD_PLUGINS": ""}
+    env = {
+        **os.environ,
+        "LOCALAGENT_LOAD_PLUGINS": "",
+    }
     results = Results()
     work = Workload.create(args.messages, args.pings)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="localagent-bench-") as tmp:
         config_dir = Path(tmp)
         env["LOCALAGENT_CONFIG_DIR"] = str(config_dir)
+        env["LOCALAGENT_WORKSPACE"] = str(config_dir / "workspace")
         with agent_server(config_dir, env) as (agent, log_path), bare_server(env) as bare:
             progress(
                 f"agent {agent.url}, bare {bare.url}: {args.repetitions} reps x "
@@ -557,12 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             agent_log = [
                 line
                 for line in log_path.read_text(errors="replace").splitlines()
-                if not line.startswith(("LocalAgent ", "  token file:", "  plugins:"))
+                if not line.startswith(("LocalAgent ", "  "))  # the startup banner
             ]
         progress("timing commands ...")
         measure_cli(cli_commands(config_dir), env, args.repetitions, results)
     load_after = os.getloadavg()
-    table, summary = render(results, args.repetitions)
+    report, summary = render(results, args.repetitions)
     meta: dict[str, Any] = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -588,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.pings} ping round trips per run; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {meta['seconds']:.0f} s\n"
     )
-    print(table)
+    print(report)
     dont_write = meta["PYTHONDONTWRITEBYTECODE"]
     print(
         f"\nBytecode ({'after --compile' if args.compile else 'as found'}): "

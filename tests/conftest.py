@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 import localagent
-
-from .helpers.redis_server import RedisServer
+from localagent.testing import RedisServer
 
 #: Variables a developer's shell may set that must not leak into tests.
 _ISOLATED = (

@@ -11,8 +11,7 @@ import pytest
 import localagent
 from localagent import Client, ReplyError, Server
 from localagent._stores import MemoryStore, RedisStore
-
-from .helpers.redis_server import RedisServer
+from localagent.testing import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -173,7 +172,7 @@ async def test_redis_down_gives_unavailable_then_recovers_with_every_acknowledge
 
 
 async def test_agent_starts_while_redis_is_unreachable(caplog: pytest.LogCaptureFixture) -> None:
-    from .helpers.redis_server import free_port
+    from localagent.testing import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     async with (

@@ -1,4 +1,4 @@
-"""A private ``redis-server`` for the tests: a real server on a free loopback port.
+"""A private ``redis-server``: a real server on a free loopback port, for tests and benchmarks.
 
 Never the user's Redis and never a mock. Append-only persistence with
 ``appendfsync always`` is on, so a write Redis acknowledged survives a restart
