@@ -201,8 +201,10 @@ def _load_summary(info: PluginInfo) -> str:
 def send(type: str, data: str | None, url: str | None, timeout: float) -> None:
     """Send one message of TYPE with optional JSON DATA and print the reply.
 
-    Exit status: 0 with a result, 1 for an error reply, 3 when the agent
-    cannot be reached. Example: localagent send echo '{"hello": "world"}'
+    Messages the agent sends for this request before the reply (streamed
+    exec output) are printed to stderr as JSON lines. Exit status: 0 with a
+    result, 1 for an error reply, 3 when the agent cannot be reached.
+    Example: localagent send echo '{"hello": "world"}'
     """
     from . import _codec
 
@@ -226,7 +228,7 @@ async def _send(url: str | None, message_type: str, data: Any, timeout: float) -
 
     try:
         async with Client(url) as client:
-            return await client.request(message_type, data, timeout=timeout)
+            return await client.request(message_type, data, timeout=timeout, on_event=_print_event)
     except ReplyError as exc:
         click.echo(f"Error: {exc.code}: {exc.message}", err=True)
         sys.exit(EXIT_REPLY_ERROR)
@@ -236,6 +238,13 @@ async def _send(url: str | None, message_type: str, data: Any, timeout: float) -
     except TimeoutError:
         click.echo(f"Error: no reply within {timeout:g} s", err=True)
         sys.exit(EXIT_CONNECT_FAILED)
+
+
+def _print_event(message: Any) -> None:
+    """Messages the agent sends for this request before its reply (e.g. streamed output)."""
+    from . import _codec
+
+    click.echo(_codec.dumps(message).decode(), err=True)
 
 
 def _pretty(value: Any) -> str:

@@ -1,8 +1,8 @@
 """A private ``redis-server``: a real server on a free loopback port, for tests and benchmarks.
 
-Never the user's Redis and never a mock. Append-only persistence with
-``appendfsync always`` is on, so a write Redis acknowledged survives a restart
-of this server, which is what the fault tests check.
+Never the user's Redis and never a mock. By default append-only persistence
+with ``appendfsync always`` is on, so a write Redis acknowledged survives a
+restart of this server, which is what the fault tests check.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ class RedisServer:
 
     Args:
         directory: Where its append-only file and log live.
+        durable: Append-only file with ``appendfsync always`` (every acknowledged
+            write survives a restart); ``False`` keeps nothing on disk, as a
+            benchmark of the client side wants.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.directory = directory
         self.port = free_port()
+        self.durable = durable
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +56,7 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
                 "--save", "",
-                "--appendonly", "yes",
+                "--appendonly", "yes" if self.durable else "no",
                 "--appendfsync", "always",
                 "--logfile", str(self.directory / "redis.log"),
             ],
