@@ -7,6 +7,7 @@ written by ``set`` can be incremented by ``incr`` and read back by anyone.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -95,6 +96,9 @@ def _glob_escape(text: str) -> str:
 class RedisStore:
     """Values in Redis through ``redis.asyncio`` with a bounded connection pool.
 
+    Single-key commands are auto-pipelined: those issued in the same event-loop
+    iteration (concurrent requests) travel as one pipeline.
+
     Fails fast: a short connect timeout and one retry, so a request gets an
     ``unavailable`` reply promptly while Redis is down; the pool reconnects
     by itself on the next request once Redis is back.
@@ -130,6 +134,12 @@ class RedisStore:
             health_check_interval=30,
         )
         self._redis: redis.asyncio.Redis = redis.asyncio.Redis(connection_pool=pool)
+        # Auto-pipelining: commands issued in the same event-loop iteration go
+        # to Redis as one pipeline (one write, one read) instead of one round
+        # trip each. Concurrent requests are the common case for an agent.
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task[None]] = set()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -140,22 +150,61 @@ class RedisStore:
                 UNAVAILABLE, f"the store (Redis at {_safe_url(self.url)}) is unavailable: {exc}"
             ) from exc
 
+    async def _command(self, *args: Any) -> Any:
+        """Run one command, pipelined with the others issued in this loop iteration."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            with self._guard():
+                if len(batch) == 1:
+                    command = self._redis.execute_command  # untyped in redis-py
+                    results = [await command(*batch[0][0])]  # type: ignore[no-untyped-call]
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for args, _future in batch:
+                            pipe.execute_command(*args)
+                        results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _args, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_args, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
     async def get(self, key: str, default: Any = None) -> Any:
-        with self._guard():
-            raw = await self._redis.get(KEY_PREFIX + key)
+        raw = await self._command("GET", KEY_PREFIX + key)
         return default if raw is None else _codec.loads(raw)
 
     async def get_many(self, keys: Sequence[str], default: Any = None) -> list[Any]:
         if not keys:
             return []
-        with self._guard():
-            raws = await self._redis.mget([KEY_PREFIX + key for key in keys])
+        raws = await self._command("MGET", *(KEY_PREFIX + key for key in keys))
         return [default if raw is None else _codec.loads(raw) for raw in raws]
 
     async def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
-        px = max(1, round(ttl * 1000)) if ttl is not None else None
-        with self._guard():
-            await self._redis.set(KEY_PREFIX + key, _codec.dumps(value), px=px)
+        expiry = ("PX", max(1, round(ttl * 1000))) if ttl is not None else ()
+        await self._command("SET", KEY_PREFIX + key, _codec.dumps(value), *expiry)
 
     async def set_many(self, items: Mapping[str, Any], *, ttl: float | None = None) -> None:
         if not items:
@@ -170,17 +219,13 @@ class RedisStore:
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        with self._guard():
-            return int(await self._redis.delete(*(KEY_PREFIX + key for key in keys)))
+        return int(await self._command("DEL", *(KEY_PREFIX + key for key in keys)))
 
     async def incr(self, key: str, amount: int = 1) -> int:
-        with self._guard():
-            try:
-                return int(await self._redis.incrby(KEY_PREFIX + key, amount))
-            except self._response_error as exc:
-                raise MessageError(
-                    NOT_AN_INTEGER, f"the value of {key!r} is not an integer"
-                ) from exc
+        try:
+            return int(await self._command("INCRBY", KEY_PREFIX + key, amount))
+        except self._response_error as exc:
+            raise MessageError(NOT_AN_INTEGER, f"the value of {key!r} is not an integer") from exc
 
     async def keys(self, prefix: str = "") -> list[str]:
         pattern = KEY_PREFIX + _glob_escape(prefix) + "*"
@@ -195,6 +240,8 @@ class RedisStore:
             await self._redis.ping()
 
     async def aclose(self) -> None:
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         await self._redis.aclose()
 
 

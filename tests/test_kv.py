@@ -203,3 +203,21 @@ async def test_memory_store_delete_counts_only_live_keys() -> None:
     await asyncio.sleep(0.01)  # let the real TTL pass; nothing here stands in for I/O
     assert await store.delete(["a", "gone", "a", "never"]) == 1
     assert await store.keys() == []
+
+
+async def test_concurrent_mixed_requests_each_get_their_own_answer(kv: Client) -> None:
+    """On Redis, concurrent commands share pipelines: each still gets its own result or error."""
+    await kv.request("kv.set", {"key": "text", "value": "abc"})
+    calls = []
+    for n in range(40):
+        calls.append(kv.request("kv.set", {"key": f"m{n}", "value": n}))
+        calls.append(kv.request("kv.incr", {"key": "counter"}))
+    calls.append(kv.request("kv.incr", {"key": "text"}))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    failure = results[-1]
+    assert isinstance(failure, ReplyError) and failure.code == "not_an_integer"
+    assert all(not isinstance(r, BaseException) for r in results[:-1])
+    counters = sorted(r["value"] for r in results[1:-1:2])
+    assert counters == list(range(1, 41))
+    values = await kv.request("kv.mget", {"keys": [f"m{n}" for n in range(40)]})
+    assert values == {"values": {f"m{n}": n for n in range(40)}}
