@@ -1,9 +1,11 @@
 """Helpers for testing LocalAgent and its plugins against real parts.
 
+``running_agent`` runs ``localagent serve`` as a subprocess on a free port;
 ``RedisServer`` runs a private ``redis-server`` on a free loopback port (never
-the user's Redis); the test suite and the benchmarks use it.
+the user's Redis). The test suite and ``localagent bench`` use both.
 """
 
+from ._agent import AgentProcess, localagent_cmd, running_agent
 from ._redis import RedisServer, free_port
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = ["AgentProcess", "RedisServer", "free_port", "localagent_cmd", "running_agent"]

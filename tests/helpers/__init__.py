@@ -5,18 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import re
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
-import attrs
+from localagent.testing import AgentProcess, localagent_cmd, running_agent
 
 __all__ = ["AgentProcess", "handshake_status", "localagent_cmd", "running_agent"]
-
-LISTENING = re.compile(r"listening on (ws://\S+)")
 
 
 async def handshake_status(port: int, headers: Mapping[str, str], path: str = "/") -> int:
@@ -41,67 +34,3 @@ async def handshake_status(port: int, headers: Mapping[str, str], path: str = "/
         return int(status_line.split()[1])
     finally:
         writer.close()
-
-
-def localagent_cmd(*args: str) -> list[str]:
-    """The argv that runs the ``localagent`` CLI of this interpreter."""
-    return [sys.executable, "-m", "localagent", *args]
-
-
-@attrs.define
-class AgentProcess:
-    """A ``localagent serve`` subprocess and everything it wrote to stderr."""
-
-    url: str
-    process: subprocess.Popen[str]
-    lines: list[str]
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-@contextmanager
-def running_agent(env: Mapping[str, str], *args: str) -> Iterator[AgentProcess]:
-    """Run ``localagent serve --port 0`` in a subprocess until the block ends.
-
-    stderr is drained by a thread for the whole run, so a chatty agent never
-    blocks on a full pipe, and tests can inspect the log afterwards.
-    """
-    process = subprocess.Popen(
-        localagent_cmd("serve", "--port", "0", *args),
-        env=dict(env),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: list[str] = []
-    started = threading.Event()
-    url: list[str] = []
-
-    def drain() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            match = LISTENING.search(line)
-            if match and not started.is_set():
-                url.append(match.group(1))
-                started.set()
-        started.set()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        started.wait(30)
-        if not url:
-            raise AssertionError("the agent did not start:\n" + "".join(lines))
-        yield AgentProcess(url[0], process, lines)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(10)

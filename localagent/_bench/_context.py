@@ -1,0 +1,110 @@
+"""What an area gets to work with: sizes, repetitions, a scratch directory, agents."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..testing import AgentProcess, running_agent
+
+__all__ = ["BenchContext", "percentile", "timed"]
+
+
+def percentile(samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of ``samples`` (``pct`` in 0-100)."""
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return float(ordered[int(rank) - 1])
+
+
+async def timed(work: Callable[[], Awaitable[Any]]) -> float:
+    """Seconds ``await work()`` took."""
+    started = time.perf_counter()
+    await work()
+    return time.perf_counter() - started
+
+
+@attrs.define(kw_only=True)
+class BenchContext:
+    """Everything an area needs, for one variant of one run.
+
+    Attributes:
+        quick: ``--quick``: smaller workloads, fewer repetitions.
+        repetitions: How many samples each figure gets.
+        workdir: A scratch directory for this area and variant (removed after).
+        plugin_options: ``-p`` options of this variant, passed to every agent
+            started through :meth:`agent` (e.g. ``("-p", "no:batching")``).
+        redis_url: A reachable Redis for the ``redis`` area, or ``None``.
+        redis_missing: Why there is no Redis, when ``redis_url`` is ``None``.
+        progress: Reports what is being measured (shown while the run goes).
+    """
+
+    quick: bool
+    repetitions: int
+    workdir: Path
+    plugin_options: tuple[str, ...] = ()
+    redis_url: str | None = None
+    redis_missing: str | None = None
+    progress: Callable[[str], None] = lambda text: None
+    _agents: int = 0
+
+    def size(self, full: int, quick: int) -> int:
+        """A workload size: ``full`` normally, ``quick`` with ``--quick``."""
+        return quick if self.quick else full
+
+    @property
+    def workspace(self) -> Path:
+        """The workspace every agent of this context uses (created on first use)."""
+        path = self.workdir / "workspace"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def env(self) -> dict[str, str]:
+        """The environment for agent subprocesses.
+
+        Third-party plugins load only when the variant enables them with ``-p``,
+        so every figure is reproducible whatever else is installed.
+        """
+        env = dict(os.environ)
+        env["LOCALAGENT_LOAD_PLUGINS"] = ""
+        for name in ("LOCALAGENT_URL", "LOCALAGENT_TOKEN", "LOCALAGENT_CONFIG_DIR"):
+            env.pop(name, None)
+        return env
+
+    @contextmanager
+    def agent(
+        self, config: str = "", *args: str, env: dict[str, str] | None = None
+    ) -> Iterator[AgentProcess]:
+        """Run an agent subprocess with its own config dir, token and a free port.
+
+        Args:
+            config: Extra ``config.toml`` text (``[plugins.exec]`` tables, ...).
+                The ``[agent]`` table is written here: do not repeat it; pass
+                ``redis`` through ``args`` (``"--redis", url``) instead.
+            args: Extra ``localagent serve`` arguments.
+            env: The environment (default: :meth:`env`).
+        """
+        self._agents += 1
+        config_dir = self.workdir / f"agent{self._agents}"
+        config_dir.mkdir(parents=True)
+        agent_table = f'[agent]\nworkspace = "{self.workspace}"\n'
+        (config_dir / "config.toml").write_text(agent_table + config)
+        with running_agent(
+            env if env is not None else self.env(),
+            "--log-level",
+            "warning",
+            *self.plugin_options,
+            *args,
+            config_dir=config_dir,
+        ) as agent:
+            yield agent
+
+    def median(self, samples: Sequence[float]) -> float:
+        return float(statistics.median(samples))

@@ -1,0 +1,182 @@
+"""Runs the areas: variants for installed optimization plugins, Redis, the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from importlib.util import cache_from_source
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._plugins import _import, discover
+from ._context import BenchContext
+from ._model import AreaResult, BenchReport
+from .areas import load_areas
+
+__all__ = ["BENCH_AREAS_ATTRIBUTE", "plugin_variants", "run_bench"]
+
+#: An optimization plugin lists the areas it affects in this attribute
+#: (e.g. ``bench_areas = ("websocket",)``); each such area then runs twice,
+#: with the plugin off and on, in the same run.
+BENCH_AREAS_ATTRIBUTE = "bench_areas"
+
+
+def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """Area name -> ``[(variant label, -p options), ...]`` for installed plugins."""
+    variants: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for spec in discover():
+        try:
+            plugin = _import(spec.value)
+        except Exception:  # a broken plugin is `plugins list`'s business, not the bench's
+            continue
+        for area in getattr(plugin, BENCH_AREAS_ATTRIBUTE, ()):
+            variants.setdefault(area, []).extend(
+                [
+                    (f"{spec.name} off", ("-p", f"no:{spec.name}")),
+                    (f"{spec.name} on", ("-p", spec.name)),
+                ]
+            )
+    return variants
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"localagent": __version__}
+    for name in ("localagent-hookspecs", "websockets", "pluggy", "orjson", "redis", "click"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _pyc_present() -> dict[str, Any]:
+    """Whether the localagent package had current ``.pyc`` files when the run started."""
+    package = Path(__file__).resolve().parent.parent
+    sources = list(package.rglob("*.py"))
+    compiled = 0
+    for source in sources:
+        cached = Path(cache_from_source(str(source)))
+        if cached.exists() and cached.stat().st_mtime >= source.stat().st_mtime:
+            compiled += 1
+    return {
+        "localagent_modules": len(sources),
+        "localagent_modules_with_pyc": compiled,
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+    }
+
+
+def environment(quick: bool, repetitions: int) -> dict[str, Any]:
+    """Everything a reader needs to judge the figures."""
+    return {
+        "versions": _versions(),
+        "python": {
+            "version": sys.version,
+            "implementation": platform.python_implementation(),
+            "build": list(platform.python_build()),
+            "executable": sys.executable,
+        },
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "pyc": _pyc_present(),
+        "quick": quick,
+        "repetitions": repetitions,
+    }
+
+
+async def _redis(
+    redis_url: str | None, workdir: Path, stack: list[Callable[[], None]]
+) -> tuple[str | None, str | None]:
+    """A Redis for the ``redis`` area: the given URL, or a private redis-server, or why not."""
+    from ..testing import RedisServer
+
+    if redis_url is not None:
+        try:
+            import redis.asyncio
+        except ImportError:
+            return None, "redis-py is not installed (pip install 'localagent[redis]')"
+        client = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=2)
+        try:
+            await client.ping()
+        except Exception as exc:
+            return None, f"no Redis reachable at {redis_url}: {exc}"
+        finally:
+            await client.aclose()
+        return redis_url, None
+    if shutil.which("redis-server") is None:
+        return None, "no redis-server binary to start a private Redis, and no --redis URL given"
+    server = RedisServer(workdir / "redis", durable=False)
+    server.start()
+    stack.append(server.stop)
+    return server.url, None
+
+
+def run_bench(
+    names: Sequence[str] = (),
+    *,
+    quick: bool = False,
+    repetitions: int | None = None,
+    redis_url: str | None = None,
+    progress: Callable[[str], None] = lambda text: None,
+) -> BenchReport:
+    """Run the named areas (all when empty) and return the report.
+
+    Raises:
+        ValueError: An unknown area name.
+    """
+    areas = load_areas(list(names))
+    repetitions = repetitions or (3 if quick else 5)
+    env = environment(quick, repetitions)
+    variants = plugin_variants()
+    started = time.perf_counter()
+    results: list[AreaResult] = []
+    cleanups: list[Callable[[], None]] = []
+    with tempfile.TemporaryDirectory(prefix="localagent-bench-") as tmp:
+        workdir = Path(tmp)
+
+        async def run_all() -> None:
+            redis: tuple[str | None, str | None] = (None, "the redis area was not requested")
+            if any(area.name == "redis" for area in areas):
+                redis = await _redis(redis_url, workdir, cleanups)
+            for area in areas:
+                for label, options in variants.get(area.name, [(None, ())]):
+                    ctx = BenchContext(
+                        quick=quick,
+                        repetitions=repetitions,
+                        workdir=workdir / f"{area.name}-{len(results)}",
+                        plugin_options=options,
+                        redis_url=redis[0],
+                        redis_missing=redis[1],
+                        progress=progress,
+                    )
+                    ctx.workdir.mkdir()
+                    progress(f"{area.title}{f' ({label})' if label else ''} ...")
+                    try:
+                        result = await area.run(ctx)
+                    except Exception as exc:
+                        result = AreaResult(
+                            area=area.name, title=area.title, error=f"{type(exc).__name__}: {exc}"
+                        )
+                    results.append(result if label is None else _with_variant(result, label))
+
+        try:
+            asyncio.run(run_all())
+        finally:
+            for cleanup in reversed(cleanups):
+                cleanup()
+    return BenchReport(environment=env, results=results, seconds=time.perf_counter() - started)
+
+
+def _with_variant(result: AreaResult, label: str) -> AreaResult:
+    import attrs
+
+    return attrs.evolve(result, variant=label)
