@@ -1,6 +1,7 @@
 """Core LocalAgent benchmarks: the agent against a bare websockets server, in one run.
 
-Everything is real: ``localagent serve`` and ``_bare_echo_server.py`` run as
+Everything is real: ``localagent serve`` and the bare echo server
+(``python -m localagent._bench.bare_echo``, shared with ``localagent bench``) run as
 subprocesses listening on 127.0.0.1, and this process drives both over real
 sockets with the *same* client code (a raw websockets client using orjson), so
 the ratios measure the server side. Runs are interleaved (agent, bare, agent,
@@ -44,12 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _common import AGENT, BenchError, Target, agent_server, percentile, stop, table
+from _common import AGENT, BenchError, Target, agent_server, percentile, table
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.version import version as websockets_version
 
-HERE = Path(__file__).resolve().parent
-BARE_SERVER = HERE / "_bare_echo_server.py"
+from localagent._bench.bare_echo import running_bare_echo
+
 MESSAGE_SIZE = 100  # bytes per request frame
 BARE = "bare"
 #: Packages whose bytecode is reported and which ``--compile`` compiles.
@@ -72,22 +73,9 @@ PACKAGES = (
 
 @contextmanager
 def bare_server(env: dict[str, str]) -> Iterator[Target]:
-    """Run ``_bare_echo_server.py``; it prints its port on stdout."""
-    process = subprocess.Popen(
-        [sys.executable, str(BARE_SERVER)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.isdigit():
-            raise BenchError(f"the bare server did not start (printed {line!r})")
-        yield Target(BARE, f"ws://127.0.0.1:{line}", "unused", process.pid)
-    finally:
-        stop(process)
+    """Run ``python -m localagent._bench.bare_echo`` (it prints its port) until the block ends."""
+    with running_bare_echo(env) as bare:
+        yield Target(BARE, bare.url, "unused", bare.pid)
 
 
 # -- the client (identical for both servers) -----------------------------------

@@ -2,7 +2,7 @@
 
 Every area runs real parts (an agent subprocess on a free loopback port, real
 files, real programs, a real Redis) beside a bare baseline in the same run,
-and reports medians with min-max and same-run ratios. Nothing is simulated:
+and reports medians with min-max and same-run ratios. Every figure is measured:
 an area that lacks a component says why it was skipped.
 
 Layout: :mod:`._model` (the result values), :mod:`._context` (what an area

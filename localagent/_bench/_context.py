@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from .._config import load_settings
+from .._server import Server
 from ..testing import AgentProcess, running_agent
 
-__all__ = ["BenchContext", "percentile", "timed"]
+__all__ = ["BenchContext", "Call", "in_flight", "percentile", "plugin_option_values", "timed"]
+
+#: One unit of work of a throughput figure: ``call(index)``.
+Call = Callable[[int], Awaitable[None]]
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -29,6 +36,27 @@ async def timed(work: Callable[[], Awaitable[Any]]) -> float:
     started = time.perf_counter()
     await work()
     return time.perf_counter() - started
+
+
+async def in_flight(count: int, window: int, call: Call) -> float:
+    """Run ``call(0)`` .. ``call(count - 1)`` with ``window`` calls outstanding; calls/s."""
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            await call(index)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(window)))
+    return count / (time.perf_counter() - started)
+
+
+def plugin_option_values(options: tuple[str, ...]) -> list[str]:
+    """The values of ``("-p", "NAME", "-p", "no:OTHER")``: ``["NAME", "no:OTHER"]``."""
+    return [value for flag, value in itertools.pairwise(options) if flag == "-p"]
 
 
 @attrs.define(kw_only=True)
@@ -72,10 +100,10 @@ class BenchContext:
         Third-party plugins load only when the variant enables them with ``-p``,
         so every figure is reproducible whatever else is installed.
         """
-        env = dict(os.environ)
+        # The user's LOCALAGENT_* settings would override the config the area
+        # writes (workspace, redis, limits): none of them reach the agents.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALAGENT_")}
         env["LOCALAGENT_LOAD_PLUGINS"] = ""
-        for name in ("LOCALAGENT_URL", "LOCALAGENT_TOKEN", "LOCALAGENT_CONFIG_DIR"):
-            env.pop(name, None)
         return env
 
     @contextmanager
@@ -105,6 +133,25 @@ class BenchContext:
             config_dir=config_dir,
         ) as agent:
             yield agent
+
+    @asynccontextmanager
+    async def in_process_agent(self, name: str) -> AsyncIterator[Server]:
+        """An agent in this process on a free loopback port, with its own config dir; closed after.
+
+        It loads the built-in plugins plus the variant's ``-p`` options, like
+        :meth:`BenchContext.agent`, but runs on this process's event loop.
+        """
+        env = self.env()
+        config_dir = self.workdir / name
+        config_dir.mkdir(parents=True, exist_ok=True)
+        settings = load_settings(
+            directory=config_dir,
+            environ=env,
+            overrides={"host": "127.0.0.1", "port": 0, "workspace": str(self.workspace)},
+        )
+        options = plugin_option_values(self.plugin_options)
+        async with Server.create(settings, options=options, environ=env) as server:
+            yield server
 
     def median(self, samples: Sequence[float]) -> float:
         return float(statistics.median(samples))

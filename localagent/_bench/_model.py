@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,7 +24,10 @@ GRADES: tuple[tuple[str, float], ...] = (
 
 
 def _floats(values: Iterable[float]) -> tuple[float, ...]:
-    return tuple(float(value) for value in values)
+    floats = tuple(float(value) for value in values)
+    if not floats or not all(math.isfinite(value) for value in floats):
+        raise ValueError(f"a figure needs one or more finite samples, not {floats!r}")
+    return floats
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:

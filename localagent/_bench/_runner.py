@@ -112,6 +112,10 @@ async def _redis(
         finally:
             await client.aclose()
         return redis_url, None
+    try:
+        import redis
+    except ImportError:
+        return None, "redis-py is not installed (pip install 'localagent[redis]')"
     if shutil.which("redis-server") is None:
         return None, "no redis-server binary to start a private Redis, and no --redis URL given"
     server = RedisServer(workdir / "redis", durable=False)
