@@ -30,6 +30,8 @@ import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from ..testing import stop_process
+
 __all__ = ["BareEcho", "bare_echo_cmd", "main", "running_bare_echo"]
 
 _PONG = {"pong": True}
@@ -86,16 +88,6 @@ class BareEcho:
         return self.process.pid
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextmanager
 def running_bare_echo(env: Mapping[str, str]) -> Iterator[BareEcho]:
     """Run the bare echo server on a free loopback port until the block ends.
@@ -117,7 +109,7 @@ def running_bare_echo(env: Mapping[str, str]) -> Iterator[BareEcho]:
             raise RuntimeError(f"the bare echo server did not start (printed {line!r})")
         yield BareEcho(f"ws://127.0.0.1:{line}", process)
     finally:
-        _stop(process)
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -5,7 +5,14 @@
 the user's Redis). The test suite and ``localagent bench`` use both.
 """
 
-from ._agent import AgentProcess, localagent_cmd, running_agent
+from ._agent import AgentProcess, localagent_cmd, running_agent, stop_process
 from ._redis import RedisServer, free_port
 
-__all__ = ["AgentProcess", "RedisServer", "free_port", "localagent_cmd", "running_agent"]
+__all__ = [
+    "AgentProcess",
+    "RedisServer",
+    "free_port",
+    "localagent_cmd",
+    "running_agent",
+    "stop_process",
+]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["AgentProcess", "localagent_cmd", "running_agent"]
+__all__ = ["AgentProcess", "localagent_cmd", "running_agent", "stop_process"]
 
 LISTENING = re.compile(r"listening on (ws://\S+)")
 #: Seconds an agent may take to start.
@@ -94,11 +94,16 @@ def running_agent(
             raise AssertionError("the agent did not start:\n" + "".join(lines))
         yield AgentProcess(url[0], process, lines, config_dir)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         reader.join(10)
+
+
+def stop_process(process: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """Terminate ``process`` (SIGTERM, then SIGKILL after ``grace`` seconds) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

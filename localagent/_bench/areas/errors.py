@@ -38,6 +38,7 @@ from ...testing import AgentProcess
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu
+from .._wsclient import pipelined
 from . import Area
 
 __all__ = ["AREA"]
@@ -144,23 +145,10 @@ def check(frame: bytes | str, expected_id: int, run: Run) -> None:
         raise RuntimeError(f"{run.label}: expected a result, got {reply!r}")
 
 
-async def pipelined(ws: ClientConnection, run: Run, count: int, first_id: int) -> float:
-    """Send ``count`` requests without waiting while a reader checks each reply; msg/s."""
+async def pipelined_run(ws: ClientConnection, run: Run, count: int, first_id: int) -> float:
+    """Pipeline ``count`` requests of ``run`` and check every reply; msg/s."""
     frames = make_frames(run, count, first_id)
-
-    async def read_replies() -> None:
-        for expected in range(first_id, first_id + count):
-            check(await ws.recv(decode=False), expected, run)
-
-    started = time.perf_counter()
-    reader = asyncio.create_task(read_replies())
-    try:
-        for frame in frames:
-            await ws.send(frame, text=True)
-        await reader
-    finally:
-        reader.cancel()
-    return count / (time.perf_counter() - started)
+    return await pipelined(ws, frames, first_id, lambda frame, msg_id: check(frame, msg_id, run))
 
 
 @attrs.define
@@ -209,14 +197,14 @@ async def measure(agent: AgentProcess, ctx: BenchContext, count: int) -> dict[Ru
         try:
             next_id = 1
             for run in RUNS:
-                await pipelined(ws, run, warmup, next_id)
+                await pipelined_run(ws, run, warmup, next_id)
                 raised += run.raised(next_id, warmup)
                 next_id += warmup
             await log.wait_for(raised)
             shift = rep % len(RUNS)
             for run in RUNS[shift:] + RUNS[:shift]:
                 before = process_cpu(agent.pid)
-                samples[run].rate.append(await pipelined(ws, run, count, next_id))
+                samples[run].rate.append(await pipelined_run(ws, run, count, next_id))
                 after = process_cpu(agent.pid)
                 if before is not None and after is not None:
                     samples[run].server_us.append((after - before) / count * 1e6)

@@ -24,7 +24,6 @@ Measured, each agent vs bare:
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Sequence
@@ -36,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from .._context import BenchContext, percentile
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu
+from .._wsclient import pipelined
 from ..bare_echo import running_bare_echo
 from . import Area
 
@@ -132,24 +132,6 @@ def _check(frame: bytes | str, expected_id: int) -> None:
         raise RuntimeError(f"expected a result for id {expected_id}, got {reply!r}")
 
 
-async def pipelined(ws: ClientConnection, frames: Sequence[bytes], first_id: int) -> float:
-    """Send every frame without waiting while a reader task takes the replies; msg/s."""
-
-    async def read_replies() -> None:
-        for expected in range(first_id, first_id + len(frames)):
-            _check(await ws.recv(decode=False), expected)
-
-    started = time.perf_counter()
-    reader = asyncio.create_task(read_replies())
-    try:
-        for frame in frames:
-            await ws.send(frame, text=True)
-        await reader
-    finally:
-        reader.cancel()
-    return len(frames) / (time.perf_counter() - started)
-
-
 async def one_way(ws: ClientConnection, frames: Sequence[bytes], sync_id: int) -> float:
     """Send the notifications, then a ``ping`` whose reply must be the first frame back; msg/s."""
     started = time.perf_counter()
@@ -200,11 +182,11 @@ async def measure_throughput(target: Target, sizes: Sizes, into: Samples) -> Non
     """Warm-up, pipelined echo, then one-way, on one connection."""
     ws = await open_connection(target)
     try:
-        await pipelined(ws, make_frames("echo", sizes.warmup), 1)
+        await pipelined(ws, make_frames("echo", sizes.warmup), 1, _check)
         first = sizes.warmup + 1
         frames = make_frames("echo", sizes.messages, first)
         rate, server_us, busy = await _with_cpu(
-            target, sizes.messages, pipelined(ws, frames, first)
+            target, sizes.messages, pipelined(ws, frames, first, _check)
         )
         into.echo.append(rate)
         into.client_busy.append(busy)
