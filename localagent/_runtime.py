@@ -74,6 +74,7 @@ class AgentRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_in_flight = settings.server.max_in_flight
         self._store: KeyValueStore | None = None
+        self._logged_failures: set[tuple[str | None, str, type[BaseException]]] = set()
 
     # -- the Agent protocol ------------------------------------------------
 
@@ -343,17 +344,32 @@ class AgentRuntime:
         if not isinstance(error, Exception):
             raise error  # CancelledError, KeyboardInterrupt: not ours to swallow
         if not isinstance(error, MessageError):
-            logger.error(
-                "handler for %r (plugin %r) failed",
-                message.type,
-                failed.plugin,
-                exc_info=error,
-            )
+            self._log_handler_failure(message, failed.plugin, error)
         context = ErrorContext(
             "message", plugin=failed.plugin, connection=connection, message=message
         )
         chosen = self.report(error, context)
         await self._reply(connection, message, _error_reply_for(message.id, chosen or error))
+
+    def _log_handler_failure(self, message: Message, plugin: str | None, error: Exception) -> None:
+        """Log a handler's exception: with its traceback the first time, briefly after.
+
+        A handler that fails on every request would otherwise write a traceback
+        per message; formatting one costs more than serving the message, and
+        ``on_error`` still sees every failure.
+        """
+        key = (plugin, message.type, type(error))
+        if key in self._logged_failures:
+            logger.debug("handler for %r (plugin %r) failed again: %r", message.type, plugin, error)
+            return
+        if len(self._logged_failures) < 1000:  # bounded: distinct failure kinds only
+            self._logged_failures.add(key)
+        logger.error(
+            "handler for %r (plugin %r) failed (later failures of this kind are logged at DEBUG)",
+            message.type,
+            plugin,
+            exc_info=error,
+        )
 
     async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
         error = MessageError(invalid.code, invalid.reason)

@@ -530,3 +530,18 @@ async def test_shutdown_lets_in_flight_requests_finish() -> None:
     assert await asyncio.wait_for(request, 10) == {"finished": True}
     await asyncio.wait_for(closing, 10)
     await client.aclose()
+
+
+async def test_a_repeating_handler_failure_logs_one_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="localagent")
+    async with serving(plugins={"faulty": Faulty()}) as client:
+        for _ in range(5):
+            with pytest.raises(localagent.ReplyError):
+                await client.request("boom")
+    failures = [r for r in caplog.records if "handler for 'boom'" in r.getMessage()]
+    assert len(failures) == 5
+    assert [r.exc_info is not None for r in failures] == [True, False, False, False, False]
+    assert failures[0].levelno == logging.ERROR
+    assert all(r.levelno == logging.DEBUG for r in failures[1:])
