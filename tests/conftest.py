@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,17 +38,15 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 
 @pytest.fixture
-async def agent() -> AsyncIterator[localagent.Server]:
-    """A real agent (built-in plugins only) listening on a free 127.0.0.1 port."""
-    async with localagent.Server.create(port=0) as server:
-        yield server
+def agent(localagent_agent: localagent.Server) -> localagent.Server:
+    """A real agent (built-in plugins only) on a free 127.0.0.1 port (localagent.testing)."""
+    return localagent_agent
 
 
 @pytest.fixture
-async def client(agent: localagent.Server) -> AsyncIterator[localagent.Client]:
-    """A client connected to :func:`agent` with the right token."""
-    async with localagent.Client(agent.url, agent.token_file.get()) as connected:
-        yield connected
+def client(localagent_client: localagent.Client) -> localagent.Client:
+    """A client connected to :func:`agent` with the right token (localagent.testing)."""
+    return localagent_client
 
 
 @pytest.fixture
