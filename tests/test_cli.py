@@ -204,7 +204,7 @@ def test_config_dir_flag(subprocess_env: dict[str, str], tmp_path: Path) -> None
 
 
 def test_python_client_example(subprocess_env: dict[str, str]) -> None:
-    example = Path(__file__).resolve().parent.parent / "examples" / "python_client.py"
+    example = Path(__file__).resolve().parent.parent / "examples" / "python-client.py"
     with running_agent(subprocess_env) as agent:
         env = {**subprocess_env, "LOCALAGENT_URL": agent.url}
         result = subprocess.run(

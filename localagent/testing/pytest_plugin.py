@@ -56,14 +56,16 @@ def localagent_plugins() -> Sequence[Any]:
 
 @pytest.fixture
 def localagent_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh config directory (and workspace) for this test, set in the environment.
+    """A fresh config directory (``tmp_path/"config"``) and workspace (``tmp_path/"workspace"``).
+
+    Both are set in the environment for this test.
 
     ``LOCALAGENT_LOAD_PLUGINS`` is set to empty, so only the plugins a test
     names are loaded, whatever else is installed.
     """
-    config_dir = tmp_path / "localagent-config"
+    config_dir = tmp_path / "config"
     monkeypatch.setenv("LOCALAGENT_CONFIG_DIR", str(config_dir))
-    monkeypatch.setenv("LOCALAGENT_WORKSPACE", str(tmp_path / "localagent-workspace"))
+    monkeypatch.setenv("LOCALAGENT_WORKSPACE", str(tmp_path / "workspace"))
     monkeypatch.setenv("LOCALAGENT_LOAD_PLUGINS", "")
     for name in ("LOCALAGENT_URL", "LOCALAGENT_TOKEN", "LOCALAGENT_REDIS"):
         monkeypatch.delenv(name, raising=False)
