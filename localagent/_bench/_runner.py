@@ -17,7 +17,7 @@ from typing import Any
 from .. import __version__
 from .._plugins import _import, discover
 from ._context import BenchContext
-from ._model import AreaResult, BenchReport
+from ._model import AreaResult, BenchReport, Comparison
 from .areas import load_areas
 
 __all__ = ["BENCH_AREAS_ATTRIBUTE", "plugin_variants", "run_bench"]
@@ -171,6 +171,7 @@ def run_bench(
                             area=area.name, title=area.title, error=f"{type(exc).__name__}: {exc}"
                         )
                     results.append(result if label is None else _with_variant(result, label))
+                results.extend(_on_vs_off(results, area.name))
 
         try:
             asyncio.run(run_all())
@@ -178,6 +179,39 @@ def run_bench(
             for cleanup in reversed(cleanups):
                 cleanup()
     return BenchReport(environment=env, results=results, seconds=time.perf_counter() - started)
+
+
+def _on_vs_off(results: Sequence[AreaResult], area: str) -> list[AreaResult]:
+    """For each plugin run off and on in ``area``: its figures on, against off, same run."""
+    by_variant = {r.variant: r for r in results if r.area == area and r.variant}
+    compared = []
+    for variant, on in by_variant.items():
+        if not variant.endswith(" on"):
+            continue
+        plugin = variant.removesuffix(" on")
+        off = by_variant.get(f"{plugin} off")
+        if off is None or on.error or off.error or on.skipped or off.skipped:
+            continue
+        off_figures = {c.figure.name: c.figure for c in off.comparisons}
+        comparisons = [
+            Comparison(
+                figure=c.figure,
+                baseline=off_figures[c.figure.name],
+                baseline_name=f"{plugin} off (same run)",
+            )
+            for c in on.comparisons
+            if c.figure.name in off_figures
+        ]
+        compared.append(
+            AreaResult(
+                area=area,
+                title=on.title,
+                variant=f"{plugin} on vs off",
+                comparisons=comparisons,
+                notes=[f"every figure of the '{plugin} on' run against the '{plugin} off' run"],
+            )
+        )
+    return compared
 
 
 def _with_variant(result: AreaResult, label: str) -> AreaResult:

@@ -38,19 +38,31 @@ _PONG = {"pong": True}
 MODULE = "localagent._bench.bare_echo"
 
 
+def _answer(message: Any) -> dict[str, Any] | None:
+    """The reply to one message; ``None`` for one-way messages (no id)."""
+    msg_id = message.get("id")
+    if msg_id is None:
+        return None
+    if message.get("type") == "ping":
+        return {"id": msg_id, "result": _PONG}
+    return {"id": msg_id, "result": {"data": message.get("data")}}
+
+
 async def _handle(ws: ServerConnection) -> None:
     try:
         while True:
             frame = await ws.recv(decode=False)
             message: Any = orjson.loads(frame)
-            msg_id = message.get("id")
-            if msg_id is None:
-                continue  # one-way: decoded, not answered
-            if message.get("type") == "ping":
-                reply = {"id": msg_id, "result": _PONG}
-            else:
-                reply = {"id": msg_id, "result": {"data": message.get("data")}}
-            await ws.send(orjson.dumps(reply), text=True)
+            if message.get("type") == "batch":
+                # What a bare server does with a batch: one frame of replies.
+                answers = [_answer(member) for member in message["messages"]]
+                batch = [answer for answer in answers if answer is not None]
+                if batch:
+                    await ws.send(orjson.dumps({"type": "batch", "messages": batch}), text=True)
+                continue
+            reply = _answer(message)
+            if reply is not None:
+                await ws.send(orjson.dumps(reply), text=True)
     except ConnectionClosed:
         pass
 

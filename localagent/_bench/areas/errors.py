@@ -27,6 +27,7 @@ import statistics
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import orjson
@@ -125,9 +126,8 @@ def make_frames(run: Run, count: int, first_id: int) -> list[bytes]:
     ]
 
 
-def check(frame: bytes | str, expected_id: int, run: Run) -> None:
+def check(reply: Any, expected_id: int, run: Run) -> None:
     """The reply for ``expected_id``: an ``internal_error`` if it raised, else a result."""
-    reply = orjson.loads(frame)
     if reply.get("id") != expected_id:
         raise RuntimeError(f"{run.label}: expected the reply to {expected_id}, got {reply!r}")
     if run.raises(expected_id):

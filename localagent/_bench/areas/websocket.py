@@ -27,6 +27,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import attrs
 import orjson
@@ -35,7 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from .._context import BenchContext, percentile
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu
-from .._wsclient import pipelined
+from .._wsclient import pipelined, replies
 from ..bare_echo import running_bare_echo
 from . import Area
 
@@ -46,6 +47,8 @@ TITLE = "WebSocket"
 BARE = "bare websockets (same codec and reply shape)"
 #: Bytes per request frame.
 MESSAGE_SIZE = 100
+#: Requests per batch frame in the batched-client figure.
+BATCH = 50
 
 
 @attrs.frozen
@@ -96,6 +99,7 @@ class Samples:
     client_busy: list[float] = attrs.Factory(list)
     one_way_server_cpu_us: list[float] = attrs.Factory(list)
     one_way_client_busy: list[float] = attrs.Factory(list)
+    batched: list[float] = attrs.Factory(list)
 
 
 # -- the client (identical for both servers) -----------------------------------
@@ -108,6 +112,24 @@ def make_frames(message_type: str, count: int, first_id: int = 1) -> list[bytes]
     return [
         orjson.dumps({"id": i, "type": message_type, "data": data})
         for i in range(first_id, first_id + count)
+    ]
+
+
+def make_batches(count: int, size: int, first_id: int) -> list[bytes]:
+    """``count`` batch frames of ``size`` ~100-byte echo requests, consecutive ids."""
+    empty = len(orjson.dumps({"id": first_id + count * size, "type": "echo", "data": ""}))
+    data = "x" * max(0, MESSAGE_SIZE - empty)
+    return [
+        orjson.dumps(
+            {
+                "type": "batch",
+                "messages": [
+                    {"id": first_id + n * size + k, "type": "echo", "data": data}
+                    for k in range(size)
+                ],
+            }
+        )
+        for n in range(count)
     ]
 
 
@@ -126,8 +148,7 @@ async def open_connection(target: Target) -> ClientConnection:
     )
 
 
-def _check(frame: bytes | str, expected_id: int) -> None:
-    reply = orjson.loads(frame)
+def _check(reply: Any, expected_id: int) -> None:
     if reply.get("id") != expected_id or "result" not in reply:
         raise RuntimeError(f"expected a result for id {expected_id}, got {reply!r}")
 
@@ -138,7 +159,8 @@ async def one_way(ws: ClientConnection, frames: Sequence[bytes], sync_id: int) -
     for frame in frames:
         await ws.send(frame, text=True)
     await ws.send(orjson.dumps({"id": sync_id, "type": "ping"}), text=True)
-    _check(await ws.recv(decode=False), sync_id)
+    (reply,) = replies(await ws.recv(decode=False))
+    _check(reply, sync_id)
     return len(frames) / (time.perf_counter() - started)
 
 
@@ -148,8 +170,9 @@ async def round_trips(ws: ClientConnection, frames: Sequence[bytes], first_id: i
     for expected, frame in enumerate(frames, first_id):
         started = time.perf_counter_ns()
         await ws.send(frame, text=True)
-        reply = await ws.recv(decode=False)
+        frame = await ws.recv(decode=False)
         samples.append((time.perf_counter_ns() - started) / 1000)
+        (reply,) = replies(frame)
         _check(reply, expected)
     return samples
 
@@ -201,6 +224,10 @@ async def measure_throughput(target: Target, sizes: Sizes, into: Samples) -> Non
         into.one_way_client_busy.append(busy)
         if server_us is not None:
             into.one_way_server_cpu_us.append(server_us)
+        # The client sends batch frames: logical messages/s (what reply batching serves).
+        first = sync_id + 1
+        batches = make_batches(sizes.messages // BATCH, BATCH, first)
+        into.batched.append(await pipelined(ws, batches, first, _check, per_frame=BATCH))
     finally:
         await ws.close()
 
@@ -269,6 +296,12 @@ def comparisons(agent: Samples, bare: Samples) -> list[Comparison]:
             agent.echo,
             bare.echo,
             target=">= 0.6x",
+        ),
+        _comparison(
+            f"echo throughput, client batch frames of {BATCH}",
+            "msg/s",
+            agent.batched,
+            bare.batched,
         ),
         _comparison(
             "ping round trip p50",

@@ -1,0 +1,34 @@
+"""The bench runner's plugin variants: the 'on vs off' rows built from two real runs."""
+
+from __future__ import annotations
+
+from localagent._bench._model import AreaResult, Comparison, Figure
+from localagent._bench._runner import _on_vs_off
+
+
+def _result(variant: str, rate: float) -> AreaResult:
+    figure = Figure("echo throughput", "msg/s", [rate, rate + 10])
+    baseline = Figure("echo throughput", "msg/s", [100.0])
+    return AreaResult(
+        area="websocket",
+        title="WebSocket",
+        variant=variant,
+        comparisons=[Comparison(figure=figure, baseline=baseline, baseline_name="bare")],
+    )
+
+
+def test_on_vs_off_compares_the_same_figures_of_the_two_runs() -> None:
+    results = [_result("batching off", 100.0), _result("batching on", 800.0)]
+    (compared,) = _on_vs_off(results, "websocket")
+    assert compared.variant == "batching on vs off"
+    (comparison,) = compared.comparisons
+    assert comparison.figure.samples == (800.0, 810.0)
+    assert comparison.baseline is not None and comparison.baseline.samples == (100.0, 110.0)
+    assert comparison.baseline_name == "batching off (same run)"
+    assert comparison.ratio is not None and round(comparison.ratio, 2) == round(805 / 105, 2)
+
+
+def test_no_pair_no_row() -> None:
+    assert _on_vs_off([_result("batching on", 1.0)], "websocket") == []
+    failed = AreaResult(area="websocket", title="WebSocket", variant="batching off", error="x")
+    assert _on_vs_off([failed, _result("batching on", 1.0)], "websocket") == []
