@@ -1,0 +1,127 @@
+"""LocalAgent plugin ``batching``: adaptive batching of each connection's outbound messages.
+
+Every connection's send path is wrapped in a :class:`MessageBatcher`: a lone
+reply goes out at once, as itself; replies produced together (for an inbound
+batch frame, or under load) go out in batch frames ``{"type": "batch",
+"messages": [...]}``, which every LocalAgent client unbatches.
+
+Configuration, in ``config.toml`` (all optional)::
+
+    [plugins.batching]
+    max_batch = 50      # most messages per frame
+    interval = 0.005    # seconds the writer may linger for a batch to fill under load
+    max_queue = 1000    # messages waiting before senders wait (default 20 * max_batch)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from localagent_hookspecs import Agent, Connection, SendFunc, hookimpl
+
+from ._defaults import DEFAULT_INTERVAL, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_FACTOR
+
+if TYPE_CHECKING:  # the batcher needs asyncio (~20 ms); `plugins list` imports this module
+    from ._batcher import BatchSendError, MessageBatcher
+
+__all__ = ["NAME", "BatchSendError", "BatchingConfig", "MessageBatcher", "Plugin", "parse_config"]
+
+#: The plugin's name: its entry point, its ``[plugins.batching]`` table and its
+#: key in ``connection.state``.
+NAME: Final = "batching"
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """The ``[plugins.batching]`` settings (see :class:`MessageBatcher` for their meaning)."""
+
+    max_batch: int = DEFAULT_MAX_BATCH
+    interval: float = DEFAULT_INTERVAL
+    max_queue: int = DEFAULT_QUEUE_FACTOR * DEFAULT_MAX_BATCH
+
+
+def _integer(table: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    value = table.get(key, default)
+    if type(value) is not int or value < minimum:
+        raise ValueError(f"[plugins.{NAME}] {key} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def parse_config(table: Mapping[str, Any]) -> BatchingConfig:
+    """Validate a ``[plugins.batching]`` table (without ``enabled``).
+
+    Raises:
+        ValueError: For an unknown key or a bad value; the message names the key.
+    """
+    unknown = sorted(set(table) - {"max_batch", "interval", "max_queue"})
+    if unknown:
+        raise ValueError(f"[plugins.{NAME}] unknown key(s): {', '.join(unknown)}")
+    max_batch = _integer(table, "max_batch", DEFAULT_MAX_BATCH, 1)
+    interval = table.get("interval", DEFAULT_INTERVAL)
+    if type(interval) not in (int, float) or not math.isfinite(interval) or interval < 0:
+        raise ValueError(f"[plugins.{NAME}] interval must be a number >= 0, not {interval!r}")
+    max_queue = _integer(table, "max_queue", DEFAULT_QUEUE_FACTOR * max_batch, max_batch)
+    return BatchingConfig(max_batch=max_batch, interval=float(interval), max_queue=max_queue)
+
+
+class Plugin:
+    """Wraps every connection's send path in a :class:`MessageBatcher`.
+
+    The entry point names this class, so each agent gets its own instance.
+
+    Attributes:
+        config: The settings read from ``[plugins.batching]`` in ``on_load``.
+        bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
+    """
+
+    bench_areas: ClassVar[tuple[str, ...]] = ("websocket",)
+
+    def __init__(self) -> None:
+        self.config = BatchingConfig()
+
+    @hookimpl
+    def on_load(self, agent: Agent) -> None:
+        """Read ``[plugins.batching]``.
+
+        Raises:
+            ValueError: An unknown key or a bad value (named in the message);
+                the agent then reports the plugin as failed.
+        """
+        self.config = parse_config(agent.plugin_config(NAME))
+
+    @hookimpl
+    def on_connect(self, connection: Connection) -> None:
+        """Batch this connection's outbound messages.
+
+        The batcher is kept in ``connection.state["batching"]`` (for its
+        counters) and flushed when the connection closes.
+        """
+        from ._batcher import MessageBatcher
+
+        created: list[MessageBatcher] = []
+
+        def wrap(inner: SendFunc) -> SendFunc:
+            batcher = MessageBatcher(
+                inner,
+                max_batch=self.config.max_batch,
+                interval=self.config.interval,
+                max_queue=self.config.max_queue,
+            )
+            created.append(batcher)
+            return batcher.send
+
+        connection.wrap_send(wrap)
+        batcher = created[0]
+        connection.state[NAME] = batcher
+        connection.on_close(batcher.flush)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BatchSendError", "MessageBatcher"):
+        from . import _batcher
+
+        return getattr(_batcher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
