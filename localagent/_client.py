@@ -154,18 +154,21 @@ class Client:
                     future.set_exception(self._closed_error)
 
     def _deliver(self, item: Any) -> None:
-        if type(item) is dict:
-            msg_id = item.get("id")
+        msg_id = item.get("id") if type(item) is dict else None
+        if type(msg_id) is int:  # the client's ids are ints; anything else is an event
             if "result" in item or "error" in item:
-                future = self._pending.pop(msg_id, None)  # type: ignore[arg-type]
+                future = self._pending.pop(msg_id, None)
                 if future is not None:
                     if not future.done():
                         future.set_result(item)
                     return
             else:
-                listener = self._listeners.get(msg_id)  # type: ignore[arg-type]
+                listener = self._listeners.get(msg_id)
                 if listener is not None:
-                    listener(item)
+                    try:
+                        listener(item)
+                    except Exception:  # the caller's bug must not stop the reader
+                        logger.exception("on_event callback for request %s failed", msg_id)
                     return
         if self.events.full():
             self.events.get_nowait()

@@ -545,3 +545,23 @@ async def test_a_repeating_handler_failure_logs_one_traceback(
     assert [r.exc_info is not None for r in failures] == [True, False, False, False, False]
     assert failures[0].levelno == logging.ERROR
     assert all(r.levelno == logging.DEBUG for r in failures[1:])
+
+
+async def test_client_survives_odd_frames_and_a_failing_on_event() -> None:
+    class Pusher:
+        @hookimpl(specname="on_message")
+        @handles("push")
+        async def push(self, connection: localagent.Connection, message: Any) -> Any:
+            await connection.send({"id": message.id, "type": "progress"})
+            await connection.send({"id": [1, 2], "type": "odd id"})
+            return {"done": True}
+
+    async with serving(plugins={"pusher": Pusher()}) as pushed:
+
+        def explode(event: Any) -> None:
+            raise RuntimeError("a broken callback")
+
+        assert await pushed.request("push", on_event=explode) == {"done": True}
+        odd = await asyncio.wait_for(pushed.events.get(), 10)
+        assert odd["id"] == [1, 2]
+        assert await pushed.request("ping") == {"pong": True}
