@@ -132,6 +132,7 @@ class Dispatcher:
             HandlerFailed: A handler raised (``MessageError`` included), or no
                 handler answered (``MessageError`` with code ``unknown_type``).
         """
+        # route() inlined: this runs for every message.
         if self._generation != self._pm.generation:
             self._rebuild()
         route = self._table.get(message.type, self._default)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
 
 import attrs
 
@@ -18,7 +16,7 @@ from .._config import load_settings
 from .._server import Server
 from ..testing import AgentProcess, running_agent
 
-__all__ = ["BenchContext", "Call", "in_flight", "percentile", "plugin_option_values", "timed"]
+__all__ = ["BenchContext", "Call", "in_flight", "percentile", "plugin_option_values"]
 
 #: One unit of work of a throughput figure: ``call(index)``.
 Call = Callable[[int], Awaitable[None]]
@@ -29,13 +27,6 @@ def percentile(samples: Sequence[float], pct: float) -> float:
     ordered = sorted(samples)
     rank = max(1, -(-len(ordered) * pct // 100))
     return float(ordered[int(rank) - 1])
-
-
-async def timed(work: Callable[[], Awaitable[Any]]) -> float:
-    """Seconds ``await work()`` took."""
-    started = time.perf_counter()
-    await work()
-    return time.perf_counter() - started
 
 
 async def in_flight(count: int, window: int, call: Call) -> float:
@@ -152,6 +143,3 @@ class BenchContext:
         options = plugin_option_values(self.plugin_options)
         async with Server.create(settings, options=options, environ=env) as server:
             yield server
-
-    def median(self, samples: Sequence[float]) -> float:
-        return float(statistics.median(samples))
