@@ -271,8 +271,9 @@ def load_settings(
         directory: The config directory (default: :func:`config_dir`).
         environ: Environment to read ``LOCALAGENT_*`` from (default: ``os.environ``).
         overrides: Values from command-line flags (or ``Server.create``), by
-            setting name, for any table (``port``, ``workspace``, ...);
-            ``None`` values are ignored.
+            setting name, for any table (``port``, ``workspace``, ...), or
+            ``NAME.KEY`` for a key of a plugin's ``[plugins.NAME]`` table
+            (``batching.max_batch``); ``None`` values are ignored.
 
     Raises:
         ConfigError: With the file, variable or flag at fault.
@@ -296,7 +297,10 @@ def load_settings(
         if not isinstance(table.get("enabled", True), bool):
             raise ConfigError(f"{path}: plugins.{name}.enabled must be true or false")
     by_table: dict[str, dict[str, Any]] = {name: {} for name in _TABLES}
+    plugin_tables = _with_plugin_overrides(plugin_tables, overrides or {})
     for key, value in (overrides or {}).items():
+        if "." in key:
+            continue
         table = next((n for n, cls in _TABLES.items() if key in attrs.fields_dict(cls)), None)
         if table is None:
             raise ConfigError(f"unknown setting {key!r}")
@@ -304,6 +308,23 @@ def load_settings(
     server = _table_from("server", document.get("server", {}), environ, by_table["server"], path)
     agent = _table_from("agent", document.get("agent", {}), environ, by_table["agent"], path)
     return Settings(config_dir=directory, server=server, agent=agent, plugins=plugin_tables)
+
+
+def _with_plugin_overrides(
+    tables: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The ``[plugins.NAME]`` tables with the ``NAME.KEY`` overrides applied."""
+    merged = {name: dict(table) for name, table in tables.items()}
+    for key, value in overrides.items():
+        if "." not in key or value is None:
+            continue
+        name, _, field = key.partition(".")
+        if not name or not field:
+            raise ConfigError(f"bad plugin setting {key!r}: expected NAME.KEY")
+        if field == "enabled" and not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false")
+        merged.setdefault(name, {})[field] = value
+    return merged
 
 
 def set_plugin_enabled(directory: Path, name: str, enabled: bool) -> Path:

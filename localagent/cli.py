@@ -102,6 +102,35 @@ def main(config_dir: str | None) -> None:
     metavar="URL",
     help="Keep kv state in Redis at URL (redis://host:port/db) instead of memory.",
 )
+@click.option(
+    "--set",
+    "plugin_settings",
+    multiple=True,
+    metavar="NAME.KEY=VALUE",
+    help="Set a key of a plugin's [plugins.NAME] table for this run (repeatable); "
+    'VALUE is TOML: 100, 0.002, true, "text".',
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="batching plugin: most messages per batch frame (default 50).",
+)
+@click.option(
+    "--batch-interval",
+    type=click.FloatRange(min=0),
+    help="batching plugin: longest wait, in seconds, for a batch to fill under load "
+    "(default 0.005; 0 never waits).",
+)
+@click.option(
+    "--batch-queue",
+    type=click.IntRange(min=1),
+    help="batching plugin: messages queued before senders wait (default 20 x batch size).",
+)
+@click.option(
+    "--monitor-port",
+    type=click.IntRange(min=0, max=65535),
+    help="monitor plugin: port of its HTTP endpoints (default 8080; 0 picks a free one).",
+)
 @click.option("--strict", is_flag=True, help="Exit if any plugin fails to import or load.")
 @click.option(
     "--log-level",
@@ -118,6 +147,11 @@ def serve(
     plugin_options: tuple[str, ...],
     workspace: str | None,
     redis: str | None,
+    plugin_settings: tuple[str, ...],
+    batch_size: int | None,
+    batch_interval: float | None,
+    batch_queue: int | None,
+    monitor_port: int | None,
     strict: bool,
     log_level: str,
 ) -> None:
@@ -132,11 +166,38 @@ def serve(
     }
     if origins:
         overrides["origins"] = origins
-    settings = load_settings(overrides=overrides)
+    plugin_overrides = dict(_parse_plugin_setting(item) for item in plugin_settings)
+    plugin_overrides.update(
+        (key, value)
+        for key, value in {
+            "batching.max_batch": batch_size,
+            "batching.interval": batch_interval,
+            "batching.max_queue": batch_queue,
+            "monitor.port": monitor_port,
+        }.items()
+        if value is not None
+    )
+    settings = load_settings(overrides={**overrides, **plugin_overrides})
     import asyncio
 
+    wanted = {key.partition(".")[0] for key in plugin_overrides}
     with suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, plugin_options, strict))
+        asyncio.run(_serve(settings, plugin_options, strict, wanted))
+
+
+def _parse_plugin_setting(item: str) -> tuple[str, Any]:
+    """``NAME.KEY=VALUE`` (VALUE in TOML syntax) -> ``("NAME.KEY", value)``."""
+    import tomllib
+
+    key, sep, raw = item.partition("=")
+    name, dot, field = key.strip().partition(".")
+    if not sep or not dot or not name or not field:
+        raise click.BadParameter(f"{item!r}: expected NAME.KEY=VALUE", param_hint="--set")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: take it as a string
+    return f"{name}.{field}", value
 
 
 def _setup_logging(level: str) -> None:
@@ -151,7 +212,9 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> None:
+async def _serve(
+    settings: Any, plugin_options: Sequence[str], strict: bool, configured: set[str]
+) -> None:
     import asyncio
 
     from ._server import Server
@@ -161,6 +224,16 @@ async def _serve(settings: Any, plugin_options: Sequence[str], strict: bool) -> 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     server = Server.create(settings, options=plugin_options, strict=strict)
+    missing = sorted(
+        name
+        for name in configured
+        if (info := server.runtime.plugins.info(name)) is None or not info.registered
+    )
+    if missing:
+        raise click.UsageError(
+            f"flags set options of plugin(s) {', '.join(missing)}, which are not installed "
+            "or are disabled (see `localagent plugins list --all`)"
+        )
     await server.start()
     loaded = [_load_summary(i) for i in server.runtime.plugins.infos if i.registered]
     click.echo(

@@ -249,3 +249,37 @@ def test_commands_that_do_not_talk_websocket_do_not_import_it(
     )
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_serve_plugin_flag_for_a_disabled_plugin_fails_cleanly(
+    subprocess_env: dict[str, str],
+) -> None:
+    result = run(subprocess_env, "serve", "--port", "0", "--batch-size", "5", "-p", "no:batching")
+    assert_clean_failure(result, 2)
+    assert "batching" in result.stderr
+    assert "not installed or are disabled" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--set", "nodot=1"], "expected NAME.KEY=VALUE"),
+        (["--set", "batching.max_batch"], "expected NAME.KEY=VALUE"),
+        (["--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_serve_rejects_bad_plugin_flags(
+    subprocess_env: dict[str, str], args: list[str], expected: str
+) -> None:
+    result = run(subprocess_env, "serve", "--port", "0", *args)
+    assert_clean_failure(result, 2)
+    assert expected in result.stderr
+
+
+def test_serve_set_reaches_the_plugin(subprocess_env: dict[str, str]) -> None:
+    # The batching plugin validates its table in on_load: a bad value given with
+    # --set must reach it (and, under --strict, stop the agent with its message).
+    args = ("--port", "0", "-p", "batching", "--strict", "--set", "batching.interval=-1")
+    result = run(subprocess_env, "serve", *args)
+    assert_clean_failure(result, 1)
+    assert "interval must be a number >= 0" in result.stderr

@@ -407,3 +407,24 @@ def test_set_plugin_enabled_on_invalid_toml_is_a_config_error(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="invalid TOML"):
         set_plugin_enabled(tmp_path, "fs", False)
     assert path.read_text() == "[plugins\n"  # left untouched
+
+
+def test_plugin_overrides_merge_over_the_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        "[plugins.batching]\nmax_batch = 10\ninterval = 0.001\n", encoding="utf-8"
+    )
+    settings = load_settings(
+        directory=tmp_path,
+        environ={},
+        overrides={"batching.max_batch": 99, "monitor.port": 9100, "port": 0, "x.y": None},
+    )
+    assert settings.plugin_config("batching") == {"max_batch": 99, "interval": 0.001}
+    assert settings.plugin_config("monitor") == {"port": 9100}
+    assert "x" not in settings.plugins
+    assert settings.server.port == 0
+
+
+@pytest.mark.parametrize("key", [".port", "monitor.", "batching.enabled"])
+def test_bad_plugin_overrides_are_config_errors(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(directory=tmp_path, environ={}, overrides={key: "nope"})
