@@ -86,7 +86,9 @@ class WebSocketConnection:
         except ConnectionClosed as exc:
             raise self._lost(exc) from None
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray | memoryview) -> None:
+        # websockets serialises the frame (a copy) before send() first yields,
+        # so the caller's buffer is free again when this returns.
         try:
             await self._ws.send(frame, text=True)
         except ConnectionClosed as exc:

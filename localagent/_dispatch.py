@@ -79,6 +79,9 @@ class Route:
     plugins: tuple[str | None, ...]
     wrappers: tuple[Wrapper, ...] = ()
     wrapper_plugins: tuple[str | None, ...] = ()
+    #: The first handler itself when it takes only ``message``: called as
+    #: ``direct(message)``, without the adapter in ``handlers[0]``.
+    direct: Callable[[Message], Any] | None = None
 
 
 class Dispatcher:
@@ -114,11 +117,15 @@ class Dispatcher:
 
             plain = [i for i in impls if not i.wrapper and not i.hookwrapper and applies(i)]
             wrapping = [i for i in impls if i.wrapper and applies(i)]
+            direct = (
+                plain[0].function if plain and tuple(plain[0].argnames) == ("message",) else None
+            )
             return Route(
                 handlers=tuple(_positional(i) for i in plain),
                 plugins=tuple(self._pm.get_name(i.plugin) for i in plain),
                 wrappers=tuple(_positional(i) for i in wrapping),
                 wrapper_plugins=tuple(self._pm.get_name(i.plugin) for i in wrapping),
+                direct=direct,
             )
 
         self._table = {message_type: route_for(message_type) for message_type in declared}
@@ -138,7 +145,22 @@ class Dispatcher:
         route = self._table.get(message.type, self._default)
         if route.wrappers:
             return self._wrapped(route, connection, message)
-        return self._call(route, 0, connection, message)
+        handlers = route.handlers
+        if handlers:  # _call's first step, inlined: the first handler usually answers
+            direct = route.direct
+            try:
+                result = direct(message) if direct is not None else handlers[0](connection, message)
+            except BaseException as exc:
+                raise HandlerFailed(route.plugins[0], exc) from exc
+            if result is not None:
+                known = _awaitable_types.get(type(result))
+                if known is False:
+                    return result
+                if known or _is_awaitable(result):
+                    return self._finish(route, 0, result, connection, message)
+                return result
+            return self._call(route, 1, connection, message)
+        raise HandlerFailed(None, _unknown(message))
 
     def _call(self, route: Route, start: int, connection: Connection, message: Message) -> Any:
         handlers = route.handlers

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 BATCH: Final = "batch"
-MAX_TYPE_LENGTH: Final = 128
+MAX_TYPE_LENGTH: Final = _codec.MAX_TYPE_LENGTH
 
 INVALID_JSON: Final = "invalid_json"
 INVALID_MESSAGE: Final = "invalid_message"
@@ -75,11 +75,35 @@ class Invalid:
     reason: str
 
 
+#: ``Message(id, type, data)`` without the Python-level ``__new__`` of a NamedTuple.
+_new_message = tuple.__new__
+
+
 def _to_message(obj: object, *, in_batch: bool) -> Message | Invalid:
+    if type(obj) is dict:
+        msg_type = obj.get("type")
+        msg_id = obj.get("id")
+        if (
+            type(msg_type) is str
+            and 0 < len(msg_type) <= MAX_TYPE_LENGTH
+            and msg_type != BATCH
+            and (msg_id is None or type(msg_id) is str or _is_int64(msg_id))
+        ):
+            return _new_message(Message, (msg_id, msg_type, obj.get("data")))
+    return _invalid(obj, in_batch=in_batch)
+
+
+def _is_int64(value: object) -> bool:
+    """An integer id that fits 64 bits, signed or not (not a bool): what JSON peers agree on."""
+    return type(value) is int and -(2**63) <= value <= 2**64 - 1
+
+
+def _invalid(obj: object, *, in_batch: bool) -> Message | Invalid:
+    """The full checks, in order, for whatever the fast path in :func:`_to_message` refused."""
     if type(obj) is not dict:
         return Invalid(None, INVALID_MESSAGE, "a message must be a JSON object")
     msg_id = obj.get("id")
-    if msg_id is not None and type(msg_id) is not int and not isinstance(msg_id, str):
+    if msg_id is not None and not _is_int64(msg_id) and not isinstance(msg_id, str):
         return Invalid(None, INVALID_MESSAGE, "'id' must be a string, an integer or absent")
     msg_type = obj.get("type")
     if not isinstance(msg_type, str) or not msg_type:
@@ -105,6 +129,26 @@ def parse_frame(frame: bytes | bytearray | memoryview | str) -> list[Message | I
         One item for a plain message; one per member for a batch frame (an
         empty batch yields an empty list).
     """
+    try:
+        decoded = _codec.decode_frame(frame)
+    except _codec.DecodeError:
+        return _parse_loosely(frame)  # some part is wrong: find which, item by item
+    new = _new_message
+    if decoded.type != BATCH:
+        return [new(Message, (decoded.id, decoded.type, decoded.data))]
+    members = decoded.messages
+    if members is None:
+        return [Invalid(decoded.id, INVALID_MESSAGE, "'messages' must be a list")]
+    return [
+        new(Message, (member.id, member.type, member.data))
+        if member.type != BATCH
+        else Invalid(member.id, INVALID_MESSAGE, "batch frames cannot be nested")
+        for member in members
+    ]
+
+
+def _parse_loosely(frame: bytes | bytearray | memoryview | str) -> list[Message | Invalid]:
+    """:func:`parse_frame` for a frame the typed decoder refused: decode, then check each part."""
     try:
         obj = _codec.loads(frame)
     except (_codec.DecodeError, UnicodeDecodeError, TypeError):

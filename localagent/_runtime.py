@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from types import CoroutineType
 from typing import Any
 
 import attrs
@@ -23,9 +24,10 @@ from websockets.exceptions import ConnectionClosed
 from . import _codec
 from ._config import Settings
 from ._connection import WebSocketConnection
-from ._dispatch import Dispatcher, HandlerFailed, is_pending
+from ._dispatch import Dispatcher, HandlerFailed
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
+from ._protocol import Message as Parsed
 from ._stores import open_store
 from .exceptions import ConfigError, ConnectionLost, PluginError
 
@@ -233,18 +235,20 @@ class AgentRuntime:
         pending: set[asyncio.Task[None]] = set()
         try:
             await self.run_on_connect(connection)
+            dispatch = self.dispatcher.dispatch
             while True:
                 frame = await ws.recv(decode=False)
+                send = connection.send_path  # read per frame: a plugin may wrap it later
                 for item in parse_frame(frame):
-                    if isinstance(item, Invalid):
-                        await self._reject(connection, item)
+                    if type(item) is not Parsed:
+                        await self._reject(connection, item)  # type: ignore[arg-type]
                         continue
                     try:
-                        result = self.dispatcher.dispatch(connection, item)
+                        result = dispatch(connection, item)
                     except HandlerFailed as failed:
                         await self._fail(connection, item, failed)
                         continue
-                    if is_pending(result):
+                    if type(result) is CoroutineType:  # is_pending(), inlined
                         # Async handler: finish it in a task so the next message is
                         # read meanwhile; the semaphore bounds how many run at once.
                         try:
@@ -262,7 +266,7 @@ class AgentRuntime:
                     elif item.id is not None:
                         reply = {"id": item.id, "result": result}
                         try:  # the common case, inline: no extra coroutine per reply
-                            await connection.send_path(reply)
+                            await send(reply)
                         except ConnectionLost:
                             raise
                         except Exception as exc:

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from websockets.asyncio.client import ClientConnection
 
+from .. import _codec
 from .._protocol import unbatch
 
 __all__ = ["pipelined", "replies"]
@@ -17,7 +17,7 @@ __all__ = ["pipelined", "replies"]
 
 def replies(frame: bytes | str) -> list[Any]:
     """The messages one received frame carries (a batch frame carries several)."""
-    return unbatch(orjson.loads(frame))
+    return unbatch(_codec.loads(frame))
 
 
 async def pipelined(

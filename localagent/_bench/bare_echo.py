@@ -1,9 +1,9 @@
 """A minimal websockets echo server: the baseline the agent's WebSocket figures are compared with.
 
 It does what the agent does for ``echo`` and ``ping`` with nothing around it:
-read each frame undecoded, parse it with orjson, build the same reply shape
+read each frame undecoded, parse it with the agent's codec (msgspec), build the same reply shape
 (``{"id": ..., "result": {"data": ...}}`` or ``{"id": ..., "result": {"pong": true}}``),
-encode it with orjson and send it as a text frame. A message without an ``id``
+encode it with the same codec and send it as a text frame. A message without an ``id``
 is one-way, as for the agent: it is decoded and answered by nobody. Compression
 is off and the other websockets settings (``max_size``, keepalive pings) are
 left at the defaults, which match the agent's. There is no token, Origin or
@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import attrs
-import orjson
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from .. import _codec
 from ..testing import stop_process
 
 __all__ = ["BareEcho", "bare_echo_cmd", "main", "running_bare_echo"]
@@ -52,17 +52,17 @@ async def _handle(ws: ServerConnection) -> None:
     try:
         while True:
             frame = await ws.recv(decode=False)
-            message: Any = orjson.loads(frame)
+            message: Any = _codec.loads(frame)
             if message.get("type") == "batch":
                 # What a bare server does with a batch: one frame of replies.
                 answers = [_answer(member) for member in message["messages"]]
                 batch = [answer for answer in answers if answer is not None]
                 if batch:
-                    await ws.send(orjson.dumps({"type": "batch", "messages": batch}), text=True)
+                    await ws.send(_codec.dumps({"type": "batch", "messages": batch}), text=True)
                 continue
             reply = _answer(message)
             if reply is not None:
-                await ws.send(orjson.dumps(reply), text=True)
+                await ws.send(_codec.dumps(reply), text=True)
     except ConnectionClosed:
         pass
 

@@ -94,8 +94,12 @@ class Connection(Protocol):
             ConnectionError: If the connection is closed.
         """
 
-    async def send_frame(self, frame: bytes) -> None:
-        """Write one already-encoded JSON text frame, bypassing any wrapper."""
+    async def send_frame(self, frame: bytes | bytearray | memoryview) -> None:
+        """Write one already-encoded JSON text frame, bypassing any wrapper.
+
+        The frame's bytes are copied before this returns, so a caller may
+        reuse the buffer at once (the mempool plugin does).
+        """
 
     def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
         """Replace the send path with ``wrapper(current_send_path)``.

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from ... import _codec
 from ...testing import AgentProcess
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
@@ -115,7 +115,7 @@ def plugin_env(ctx: BenchContext, site: Path) -> dict[str, str]:
 
 def make_frames(run: Run, count: int, first_id: int) -> list[bytes]:
     return [
-        orjson.dumps(
+        _codec.dumps(
             {
                 "id": msg_id,
                 "type": run.message_type,

@@ -2,7 +2,7 @@
 
 The agent runs in this process (``Server.create(port=0)``, built-in plugins
 plus the variant's ``-p`` options) with :mod:`tracemalloc` tracing, and a load
-generator subprocess (websockets + orjson) drives it over a real loopback
+generator subprocess (websockets + msgspec) drives it over a real loopback
 socket: batches of pipelined ``echo`` requests, every reply read and checked.
 Because the client is another process, tracemalloc sees the agent's side only.
 
@@ -49,16 +49,16 @@ MAX_GROWTH_MIB = 2.0
 #: closes the connection after one more line on stdin.
 LOAD_GENERATOR = r"""
 import asyncio, os, sys, time
-import orjson
 from websockets.asyncio.client import connect
+from localagent import _codec
 
 DATA = "x" * 60
 
 async def burst(ws, first, count):
     for msg_id in range(first, first + count):
-        await ws.send(orjson.dumps({"id": msg_id, "type": "echo", "data": DATA}), text=True)
+        await ws.send(_codec.dumps({"id": msg_id, "type": "echo", "data": DATA}), text=True)
     for msg_id in range(first, first + count):
-        reply = orjson.loads(await ws.recv(decode=False))
+        reply = _codec.loads(await ws.recv(decode=False))
         if reply.get("id") != msg_id or reply.get("result") != {"data": DATA}:
             raise SystemExit(f"unexpected reply to {msg_id}: {reply!r}")
 

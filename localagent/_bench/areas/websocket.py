@@ -2,10 +2,10 @@
 
 The agent is a ``localagent serve`` subprocess (built-in plugins, plus the
 variant's ``-p`` options); the baseline is :mod:`localagent._bench.bare_echo`, a
-``websockets`` server subprocess with the same codec (orjson), the same reply
+``websockets`` server subprocess with the same codec (msgspec), the same reply
 shape and compression off, which does nothing else (no token check, no
 validation, no dispatch). Both are driven by the same raw websockets client code
-in this process (``compression=None``, orjson), agent and bare runs interleaved,
+in this process (``compression=None``, msgspec), agent and bare runs interleaved,
 so the ratios measure the server side.
 
 Measured, each agent vs bare:
@@ -30,9 +30,9 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import attrs
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from ... import _codec
 from .._context import BenchContext, percentile
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu
@@ -107,20 +107,20 @@ class Samples:
 
 def make_frames(message_type: str, count: int, first_id: int = 1) -> list[bytes]:
     """``count`` requests with consecutive ids, each about MESSAGE_SIZE bytes."""
-    empty = len(orjson.dumps({"id": first_id + count, "type": message_type, "data": ""}))
+    empty = len(_codec.dumps({"id": first_id + count, "type": message_type, "data": ""}))
     data = "x" * max(0, MESSAGE_SIZE - empty)
     return [
-        orjson.dumps({"id": i, "type": message_type, "data": data})
+        _codec.dumps({"id": i, "type": message_type, "data": data})
         for i in range(first_id, first_id + count)
     ]
 
 
 def make_batches(count: int, size: int, first_id: int) -> list[bytes]:
     """``count`` batch frames of ``size`` ~100-byte echo requests, consecutive ids."""
-    empty = len(orjson.dumps({"id": first_id + count * size, "type": "echo", "data": ""}))
+    empty = len(_codec.dumps({"id": first_id + count * size, "type": "echo", "data": ""}))
     data = "x" * max(0, MESSAGE_SIZE - empty)
     return [
-        orjson.dumps(
+        _codec.dumps(
             {
                 "type": "batch",
                 "messages": [
@@ -135,8 +135,8 @@ def make_batches(count: int, size: int, first_id: int) -> list[bytes]:
 
 def make_notifications(count: int) -> list[bytes]:
     """``count`` one-way ``echo`` messages (no ``id``), each about MESSAGE_SIZE bytes."""
-    empty = len(orjson.dumps({"type": "echo", "data": ""}))
-    frame = orjson.dumps({"type": "echo", "data": "x" * max(0, MESSAGE_SIZE - empty)})
+    empty = len(_codec.dumps({"type": "echo", "data": ""}))
+    frame = _codec.dumps({"type": "echo", "data": "x" * max(0, MESSAGE_SIZE - empty)})
     return [frame] * count
 
 
@@ -158,7 +158,7 @@ async def one_way(ws: ClientConnection, frames: Sequence[bytes], sync_id: int) -
     started = time.perf_counter()
     for frame in frames:
         await ws.send(frame, text=True)
-    await ws.send(orjson.dumps({"id": sync_id, "type": "ping"}), text=True)
+    await ws.send(_codec.dumps({"id": sync_id, "type": "ping"}), text=True)
     (reply,) = replies(await ws.recv(decode=False))
     _check(reply, sync_id)
     return len(frames) / (time.perf_counter() - started)
@@ -337,7 +337,7 @@ def notes(sizes: Sizes, agent: Samples, bare: Samples) -> list[str]:
         f"warm-up echoes), {sizes.pings} ping round trips (after {sizes.ping_warmup}), "
         f"{sizes.connects} fresh connections (after {sizes.connect_warmup})",
         "one client, the same code for both servers (raw websockets, compression=None, "
-        "orjson); agent and bare runs alternate, the first server alternating per repetition",
+        "msgspec); agent and bare runs alternate, the first server alternating per repetition",
         "the bare server checks no token, Origin or Host: the agent's connect time includes "
         "its handshake policy",
     ]
