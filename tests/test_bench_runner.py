@@ -32,3 +32,29 @@ def test_no_pair_no_row() -> None:
     assert _on_vs_off([_result("batching on", 1.0)], "websocket") == []
     failed = AreaResult(area="websocket", title="WebSocket", variant="batching off", error="x")
     assert _on_vs_off([failed, _result("batching on", 1.0)], "websocket") == []
+
+
+def test_a_pair_compares_one_figure_on_with_another_off() -> None:
+    def result(variant: str, batched: float, unbatched: float) -> AreaResult:
+        return AreaResult(
+            area="websocket",
+            title="WebSocket",
+            variant=variant,
+            comparisons=[
+                Comparison(figure=Figure("batched", "msg/s", [batched])),
+                Comparison(figure=Figure("unbatched", "msg/s", [unbatched])),
+            ],
+        )
+
+    results = [result("batching off", 90.0, 60.0), result("batching on", 500.0, 120.0)]
+    pairs = {("batching", "websocket"): [("batched", "unbatched", "both ends vs neither")]}
+    (compared,) = _on_vs_off(results, "websocket", pairs)
+    by_name = {c.figure.name: c for c in compared.comparisons}
+    assert by_name["batched"].ratio == 500.0 / 90.0
+    paired = by_name["both ends vs neither"]
+    assert paired.figure.samples == (500.0,) and paired.baseline is not None
+    assert paired.baseline.samples == (60.0,)
+    assert paired.baseline_name == "batching off: unbatched (same run)"
+    assert _on_vs_off(
+        results, "websocket", {("other", "websocket"): pairs[("batching", "websocket")]}
+    )

@@ -9,10 +9,12 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.util import cache_from_source
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from .. import __version__
 from .._plugins import _import, discover
@@ -26,6 +28,19 @@ __all__ = ["BENCH_AREAS_ATTRIBUTE", "plugin_variants", "run_bench"]
 #: (e.g. ``bench_areas = ("websocket",)``); each such area then runs twice,
 #: with the plugin off and on, in the same run.
 BENCH_AREAS_ATTRIBUTE = "bench_areas"
+#: Optionally, extra ``localagent serve`` arguments for the "on" runs, by mode:
+#: ``{"": (...)}`` for the plain "NAME on" run, and each other key adds a run
+#: "NAME on (MODE)", compared with "NAME off" too (e.g. the monitor's
+#: ``{"every path": ("--set", "monitor.all_paths=true")}``).
+BENCH_MODES_ATTRIBUTE = "bench_modes"
+#: Optionally, figures to compare across the two runs, as ``(area, figure of
+#: the "on" run, figure of the "off" run, label)``: for what the plugin changes
+#: on both ends, e.g. batching's "a batching client, agent on" against "an
+#: unbatched client, agent off".
+BENCH_PAIRS_ATTRIBUTE = "bench_pairs"
+
+#: A cross-run pair: (figure in the "on" run, figure in the "off" run, label).
+Pair = tuple[str, str, str]
 
 
 def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
@@ -36,21 +51,40 @@ def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
             plugin = _import(spec.value)
         except Exception:  # a broken plugin is `plugins list`'s business, not the bench's
             continue
+        modes = dict(getattr(plugin, BENCH_MODES_ATTRIBUTE, {}))
         for area in getattr(plugin, BENCH_AREAS_ATTRIBUTE, ()):
             variants.setdefault(area, []).extend(
                 [
                     (f"{spec.name} off", ("-p", f"no:{spec.name}")),
-                    (f"{spec.name} on", ("-p", spec.name)),
+                    (f"{spec.name} on", ("-p", spec.name, *modes.get("", ()))),
+                    *(
+                        (f"{spec.name} on ({mode})", ("-p", spec.name, *args))
+                        for mode, args in modes.items()
+                        if mode
+                    ),
                 ]
             )
     return variants
+
+
+def plugin_pairs() -> dict[tuple[str, str], list[Pair]]:
+    """``(plugin name, area)`` -> the plugin's cross-run pairs in that area."""
+    pairs: dict[tuple[str, str], list[Pair]] = {}
+    for spec in discover():
+        try:
+            plugin = _import(spec.value)
+        except Exception:
+            continue
+        for area, on_figure, off_figure, label in getattr(plugin, BENCH_PAIRS_ATTRIBUTE, ()):
+            pairs.setdefault((spec.name, area), []).append((on_figure, off_figure, label))
+    return pairs
 
 
 def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str | None] = {"localagent": __version__}
-    for name in ("localagent-hookspecs", "websockets", "pluggy", "orjson", "redis", "click"):
+    for name in ("localagent-hookspecs", "websockets", "pluggy", "msgspec", "redis", "click"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -141,6 +175,7 @@ def run_bench(
     repetitions = repetitions or (3 if quick else 5)
     env = environment(quick, repetitions)
     variants = plugin_variants()
+    pairs = plugin_pairs()
     started = time.perf_counter()
     results: list[AreaResult] = []
     cleanups: list[Callable[[], None]] = []
@@ -149,7 +184,7 @@ def run_bench(
 
         async def run_all() -> None:
             redis: tuple[str | None, str | None] = (None, "the redis area was not requested")
-            if any(area.name == "redis" for area in areas):
+            if any(area.name in ("redis", "pooling") for area in areas):
                 redis = await _redis(redis_url, workdir, cleanups)
             for area in areas:
                 for label, options in variants.get(area.name, [(None, ())]):
@@ -171,7 +206,7 @@ def run_bench(
                             area=area.name, title=area.title, error=f"{type(exc).__name__}: {exc}"
                         )
                     results.append(result if label is None else _with_variant(result, label))
-                results.extend(_on_vs_off(results, area.name))
+                results.extend(_on_vs_off(results, area.name, pairs))
 
         try:
             asyncio.run(run_all())
@@ -181,14 +216,25 @@ def run_bench(
     return BenchReport(environment=env, results=results, seconds=time.perf_counter() - started)
 
 
-def _on_vs_off(results: Sequence[AreaResult], area: str) -> list[AreaResult]:
-    """For each plugin run off and on in ``area``: its figures on, against off, same run."""
+def _on_vs_off(
+    results: Sequence[AreaResult],
+    area: str,
+    pairs: Mapping[tuple[str, str], Sequence[Pair]] | None = None,
+) -> list[AreaResult]:
+    """For each plugin run off and on in ``area``: its figures on, against off, same run.
+
+    ``pairs`` (see :data:`BENCH_PAIRS_ATTRIBUTE`) add rows that compare one
+    figure of the "on" run with another of the "off" run.
+    """
     by_variant = {r.variant: r for r in results if r.area == area and r.variant}
     compared = []
     for variant, on in by_variant.items():
-        if not variant.endswith(" on"):
+        if variant.endswith(" on"):
+            plugin = variant.removesuffix(" on")
+        elif variant.endswith(")") and " on (" in variant:  # "NAME on (MODE)"
+            plugin = variant.split(" on (", 1)[0]
+        else:
             continue
-        plugin = variant.removesuffix(" on")
         off = by_variant.get(f"{plugin} off")
         if off is None or on.error or off.error or on.skipped or off.skipped:
             continue
@@ -199,22 +245,33 @@ def _on_vs_off(results: Sequence[AreaResult], area: str) -> list[AreaResult]:
                 baseline=off_figures[c.figure.name],
                 baseline_name=f"{plugin} off (same run)",
             )
-            for c in on.comparisons
+            # A figure with several baselines is compared with its off self once.
+            for c in {c.figure.name: c for c in on.comparisons}.values()
             if c.figure.name in off_figures
         ]
+        on_figures = {c.figure.name: c.figure for c in on.comparisons}
+        notes = [f"every figure of the '{variant}' run against the '{plugin} off' run"]
+        for on_name, off_name, label in (pairs or {}).get((plugin, area), ()):
+            if on_name in on_figures and off_name in off_figures:
+                comparisons.append(
+                    Comparison(
+                        figure=attrs.evolve(on_figures[on_name], name=label),
+                        baseline=off_figures[off_name],
+                        baseline_name=f"{plugin} off: {off_name} (same run)",
+                    )
+                )
+                notes.append(f"{label}: '{on_name}' with {plugin} on, against '{off_name}' off")
         compared.append(
             AreaResult(
                 area=area,
                 title=on.title,
-                variant=f"{plugin} on vs off",
+                variant=f"{variant} vs off",
                 comparisons=comparisons,
-                notes=[f"every figure of the '{plugin} on' run against the '{plugin} off' run"],
+                notes=notes,
             )
         )
     return compared
 
 
 def _with_variant(result: AreaResult, label: str) -> AreaResult:
-    import attrs
-
     return attrs.evolve(result, variant=label)

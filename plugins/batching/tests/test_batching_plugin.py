@@ -374,6 +374,12 @@ async def test_a_bad_config_table_fails_the_plugin_in_the_agent() -> None:
 
 def test_the_bench_runs_the_websocket_area_with_it_off_and_on() -> None:
     assert Plugin.bench_areas == ("websocket",)
+    ((area, on, off, _label),) = Plugin.bench_pairs
+    assert (area, on, off) == (
+        "websocket",
+        "echo throughput, client batch frames of 50",
+        "echo throughput, pipelined, unbatched",
+    )
 
 
 # -- the plugin in a real agent ---------------------------------------------
@@ -452,3 +458,27 @@ async def test_the_client_gets_the_same_results_with_it_on_and_off(
     # Replies to ids the client did not issue land in its events, unbatched, in order.
     events = [await localagent_client.events.get() for _ in range(60)]
     assert events == [{"id": f"b{n}", "result": {"data": n}} for n in range(60)]
+
+
+async def test_disabling_it_writes_one_message_per_frame_in_order() -> None:
+    inner = Inner(gated=True)
+    batcher = MessageBatcher(inner, max_batch=10)
+    for n in range(5):
+        await batcher.send(msg(n))  # queued behind a held write
+    batcher.enabled = False
+    waiting = asyncio.ensure_future(batcher.send(msg(5)))  # queued too: something is ahead
+    await asyncio.sleep(0)
+    inner.gate.set()
+    await waiting
+    await batcher.flush()
+    assert [m["id"] for m in inner.messages] == list(range(6))
+    await batcher.send(msg(6))  # nothing ahead now: straight through, as itself
+    assert inner.frames[-1] == msg(6)
+    assert all(frame.get("type") != "batch" for frame in inner.frames[1:])
+    batcher.enabled = True
+    for n in range(7, 12):
+        await batcher.send(msg(n))
+    await batcher.flush()
+    assert inner.frames[-1] == {"type": "batch", "messages": [msg(n) for n in range(7, 12)]}
+    assert [m["id"] for m in inner.messages] == list(range(12))
+    assert batcher.messages == 12

@@ -75,9 +75,21 @@ class Plugin:
     Attributes:
         config: The settings read from ``[plugins.batching]`` in ``on_load``.
         bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
+        bench_pairs: Figures ``localagent bench`` compares across those two runs.
     """
 
     bench_areas: ClassVar[tuple[str, ...]] = ("websocket",)
+    #: And compares, across the off and on runs, a client that batches (frames of
+    #: 50) with the agent batching against a client and an agent that do not:
+    #: batching at both ends against batching at neither.
+    bench_pairs: ClassVar[tuple[tuple[str, str, str, str], ...]] = (
+        (
+            "websocket",
+            "echo throughput, client batch frames of 50",
+            "echo throughput, pipelined, unbatched",
+            "echo throughput, batching at both ends vs at neither",
+        ),
+    )
 
     def __init__(self) -> None:
         self.config = BatchingConfig()

@@ -85,6 +85,10 @@ class MessageBatcher:
             (>= ``max_batch``; default ``20 * max_batch``).
 
     Attributes:
+        enabled: Set to ``False`` to stop batching this connection (what an
+            auto-optimizer does when traffic is light): messages queued so
+            far are still written, in order, one per frame, and later ones go
+            straight to ``inner``. ``True`` again resumes batching.
         frames: Frames written successfully.
         messages: Messages in those frames.
     """
@@ -97,6 +101,7 @@ class MessageBatcher:
         "_queue",
         "_waiters",
         "_writer",
+        "enabled",
         "frames",
         "interval",
         "max_batch",
@@ -132,6 +137,7 @@ class MessageBatcher:
         self._linger: asyncio.Future[None] | None = None
         self._flushing = 0
         self._error: BaseException | None = None
+        self.enabled = True
         self.frames = 0
         self.messages = 0
 
@@ -170,6 +176,13 @@ class MessageBatcher:
         """
         if self._error is not None:
             raise self._take_error()
+        if not self.enabled and self._writer is None and not self._queue:
+            # Batching is off for this connection and nothing is ahead of this
+            # message: write it straight through (errors go to this caller).
+            await self._inner(message)
+            self.frames += 1
+            self.messages += 1
+            return
         if self._waiters or len(self._queue) >= self.max_queue:
             room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append((message, room))
@@ -181,6 +194,7 @@ class MessageBatcher:
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
         elif self._linger is not None and len(self._queue) >= self.max_batch:
             _wake(self._linger)
+            self._linger = None  # woken: later sends need not wake it again
 
     async def flush(self) -> None:
         """Write everything queued (and everything waiting for room), without lingering.
@@ -215,9 +229,16 @@ class MessageBatcher:
         full = False
         try:
             while queue:
-                if full and len(queue) < self.max_batch and self.interval and not self._flushing:
+                enabled = self.enabled
+                if (
+                    full
+                    and enabled
+                    and len(queue) < self.max_batch
+                    and self.interval
+                    and not self._flushing
+                ):
                     await self._wait_to_fill()
-                count = min(len(queue), self.max_batch)
+                count = min(len(queue), self.max_batch if enabled else 1)
                 batch = [queue.popleft() for _ in range(count)]
                 self._admit()
                 frame = batch[0] if count == 1 else {"type": "batch", "messages": batch}

@@ -1,0 +1,129 @@
+"""LocalAgent plugin ``mempool``: outbound frames are encoded into reused buffers.
+
+Without it, the agent encodes every outbound frame into a new ``bytes``
+object. With it, each connection's frames are encoded with
+:func:`localagent.codec.encode_into` into a ``bytearray`` taken from a
+bounded :class:`BufferPool` (power-of-two size classes), written, and given
+back. With the batching plugin, the frames are its batch frames.
+
+It writes frames itself, so its send wrapper must be the innermost one: its
+``on_connect`` runs first (``tryfirst``), before any plugin that wraps the
+send path. websockets copies a frame's bytes before ``send`` returns, so a
+buffer is back in the pool before the next frame is encoded.
+
+Configuration, in ``config.toml`` (all optional)::
+
+    [plugins.mempool]
+    max_per_class = 16        # idle buffers kept per size class
+    max_pooled = 8388608      # most bytes the idle buffers hold together
+    max_buffer = 1048576      # buffers larger than this are freed, not pooled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from localagent_hookspecs import Agent, Connection, SendFunc, hookimpl
+
+from ._defaults import DEFAULT_MAX_BUFFER, DEFAULT_MAX_PER_CLASS, DEFAULT_MAX_POOLED
+from ._pool import BufferPool
+
+__all__ = ["NAME", "BufferPool", "MempoolConfig", "Plugin", "parse_config"]
+
+#: The plugin's name: its entry point, its ``[plugins.mempool]`` table and its
+#: key in ``connection.state``.
+NAME: Final = "mempool"
+
+
+@dataclass(frozen=True)
+class MempoolConfig:
+    """The ``[plugins.mempool]`` settings (see :class:`BufferPool`)."""
+
+    max_per_class: int = DEFAULT_MAX_PER_CLASS
+    max_pooled: int = DEFAULT_MAX_POOLED
+    max_buffer: int = DEFAULT_MAX_BUFFER
+
+
+def parse_config(table: Mapping[str, Any]) -> MempoolConfig:
+    """Validate a ``[plugins.mempool]`` table (without ``enabled``).
+
+    Raises:
+        ValueError: For an unknown key or a bad value; the message names the key.
+    """
+    defaults = MempoolConfig()
+    known = set(defaults.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"[plugins.{NAME}] unknown key(s): {', '.join(unknown)}")
+    values = {}
+    for key in sorted(known):
+        value = table.get(key, getattr(defaults, key))
+        if type(value) is not int or value < 0:
+            raise ValueError(f"[plugins.{NAME}] {key} must be an integer >= 0, not {value!r}")
+        values[key] = value
+    return MempoolConfig(**values)
+
+
+class Plugin:
+    """Encodes every connection's outbound frames into buffers from one shared pool.
+
+    The entry point names this class, so each agent gets its own instance
+    (and its own pool, shared by its connections: the event loop runs one
+    send at a time between awaits, and a buffer is held only until its
+    frame is written).
+
+    Attributes:
+        pool: The agent's buffer pool (its counters are in ``pool.stats()``).
+        bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
+    """
+
+    bench_areas: ClassVar[tuple[str, ...]] = ("websocket", "allocations")
+
+    def __init__(self) -> None:
+        self.pool = BufferPool()
+
+    @hookimpl
+    def on_load(self, agent: Agent) -> None:
+        """Read ``[plugins.mempool]`` and size the pool.
+
+        Raises:
+            ValueError: An unknown key or a bad value (named in the message).
+        """
+        config = parse_config(agent.plugin_config(NAME))
+        self.pool = BufferPool(
+            max_per_class=config.max_per_class,
+            max_pooled=config.max_pooled,
+            max_buffer=config.max_buffer,
+        )
+
+    @hookimpl(tryfirst=True)
+    def on_connect(self, connection: Connection) -> None:
+        """Replace the encode-and-write step of this connection's send path.
+
+        ``connection.state["mempool"]`` is the shared pool, for its counters.
+        """
+        from localagent.codec import encode_into
+
+        pool = self.pool
+        send_frame = connection.send_frame
+        last_size = 0
+
+        def wrap(_encode_and_write: SendFunc) -> SendFunc:
+            # The wrapped path is the core's "encode into new bytes, write":
+            # this replaces it, so it is not called.
+            async def send(message: Mapping[str, Any]) -> None:
+                nonlocal last_size
+                buffer = pool.acquire(last_size)
+                try:
+                    encode_into(message, buffer)
+                    last_size = len(buffer)
+                    await send_frame(buffer)
+                finally:
+                    pool.release(buffer)
+
+            return send
+
+        connection.wrap_send(wrap)
+        connection.state[NAME] = pool

@@ -1,0 +1,256 @@
+"""The mempool plugin: ``BufferPool`` alone, and the plugin in a real agent over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localagent_batching import Plugin as Batching
+from localagent_hookspecs import handles, hookimpl
+from localagent_mempool import BufferPool, MempoolConfig, Plugin, parse_config
+from websockets.asyncio.client import ClientConnection, connect
+
+import localagent
+from localagent.codec import encode_into
+
+# -- BufferPool ----------------------------------------------------------------
+
+
+def test_a_released_buffer_is_reused() -> None:
+    pool = BufferPool()
+    first = pool.acquire(3000)
+    encode_into({"x": "y" * 2900}, first)
+    pool.release(first)
+    again = pool.acquire(3000)
+    assert again is first
+    assert pool.stats() == {
+        "created": 1,
+        "reused": 1,
+        "dropped": 0,
+        "idle": 0,
+        "pooled_bytes": 0,
+    }
+
+
+def test_two_buffers_in_use_are_never_the_same() -> None:
+    pool = BufferPool()
+    held = [pool.acquire(2000) for _ in range(50)]
+    assert len({id(buffer) for buffer in held}) == 50
+    for buffer in held:
+        pool.release(buffer)
+    again = [pool.acquire(2000) for _ in range(50)]
+    assert len({id(buffer) for buffer in again}) == 50
+
+
+def test_the_pool_never_grows_past_its_bounds() -> None:
+    pool = BufferPool(max_per_class=4, max_pooled=64 * 1024, max_buffer=32 * 1024)
+    sizes = [1000, 5000, 20_000, 40_000, 3000, 9000] * 50
+    buffers = [pool.acquire(size) for size in sizes]
+    for buffer in buffers:
+        pool.release(buffer)
+        assert pool.pooled_bytes <= 64 * 1024
+        assert all(len(free) <= 4 for free in pool._free.values())
+    assert pool.pooled_bytes == sum(
+        buffer.__alloc__() for free in pool._free.values() for buffer in free
+    )
+    assert pool.dropped == len(sizes) - pool.idle
+    # The 40,000-byte buffers are over max_buffer: never pooled.
+    assert all(b.__alloc__() <= 32 * 1024 for free in pool._free.values() for b in free)
+
+
+def test_releasing_a_buffer_twice_is_refused() -> None:
+    pool = BufferPool()
+    buffer = pool.acquire(100)
+    pool.release(buffer)
+    with pytest.raises(ValueError, match="released twice"):
+        pool.release(buffer)
+
+
+def test_a_buffer_from_a_larger_class_serves_a_smaller_frame() -> None:
+    pool = BufferPool()
+    big = pool.acquire(4096)
+    pool.release(big)
+    assert pool.acquire(3000) is big  # 3000 is class 2**11; 4097 bytes allocated is 2**12
+
+
+def test_config_is_validated() -> None:
+    assert parse_config({}) == MempoolConfig()
+    assert parse_config({"max_per_class": 2}).max_per_class == 2
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_config({"size": 1})
+    with pytest.raises(ValueError, match="max_pooled must be an integer >= 0"):
+        parse_config({"max_pooled": -1})
+    with pytest.raises(ValueError, match="max_buffer"):
+        parse_config({"max_buffer": 1.5})
+
+
+def test_the_bench_runs_its_areas_with_it_off_and_on() -> None:
+    assert Plugin.bench_areas == ("websocket", "allocations")
+
+
+# -- the plugin in a real agent ---------------------------------------------------
+
+
+@pytest.fixture(params=["mempool"])
+def plugins(request: pytest.FixtureRequest) -> str:
+    """Which optimization plugins the agent runs; tests that compare parametrize it."""
+    return str(request.param)
+
+
+@pytest.fixture
+def mempool() -> Plugin:
+    """The mempool plugin object the agent runs (when ``plugins`` names it)."""
+    return Plugin()
+
+
+@pytest.fixture
+def localagent_plugins(plugins: str, mempool: Plugin) -> Sequence[Any]:
+    chosen: dict[str, Any] = {"mempool": mempool, "batching": Batching()}
+    return [(name, chosen[name]) for name in plugins.split("+") if name in chosen]
+
+
+async def _raw(agent: localagent.Server) -> ClientConnection:
+    return await connect(
+        agent.url,
+        additional_headers={"Authorization": f"Bearer {agent.token_file.get()}"},
+        compression=None,
+        max_size=None,
+    )
+
+
+async def _exchange(ws: ClientConnection, requests: list[dict[str, Any]]) -> list[Any]:
+    """Send ``requests`` as one batch frame; return the replies, batch frames unpacked."""
+    await ws.send(json.dumps({"type": "batch", "messages": requests}), text=True)
+    replies: list[Any] = []
+    async with asyncio.timeout(20):
+        while len(replies) < len(requests):
+            frame = json.loads(await ws.recv())
+            replies.extend(frame["messages"] if frame.get("type") == "batch" else [frame])
+    return replies
+
+
+@pytest.fixture
+async def raw(localagent_agent: localagent.Server) -> AsyncIterator[ClientConnection]:
+    ws = await _raw(localagent_agent)
+    async with ws:
+        yield ws
+
+
+@pytest.mark.parametrize("plugins", ["none", "mempool", "batching+mempool"], indirect=True)
+async def test_a_plain_client_sees_the_same_replies_with_it_on_and_off(
+    raw: ClientConnection,
+) -> None:
+    requests = [{"id": n, "type": "echo", "data": {"n": n, "s": "é" * n}} for n in range(200)]
+    replies = await _exchange(raw, requests)
+    assert replies == [{"id": n, "result": {"data": {"n": n, "s": "é" * n}}} for n in range(200)]
+    await raw.send(json.dumps({"id": "p", "type": "ping"}), text=True)
+    assert json.loads(await raw.recv()) == {"id": "p", "result": {"pong": True}}
+
+
+@pytest.mark.parametrize("plugins", ["batching+mempool"], indirect=True)
+async def test_concurrent_connections_never_share_a_buffer(
+    localagent_agent: localagent.Server, mempool: Plugin
+) -> None:
+    # Twelve clients, each with its own payloads of very different sizes, all in
+    # flight at once: a buffer reused before its frame was written would show up
+    # as one client's bytes in another's replies, or as a frame that is not JSON.
+    async def one_client(index: int) -> None:
+        async with await _raw(localagent_agent) as ws:
+            for round_ in range(5):
+                size = (index * 997 + round_ * 4099) % 20_000
+                requests = [
+                    {
+                        "id": f"{index}-{round_}-{n}",
+                        "type": "echo",
+                        "data": f"{index}:" + "x" * size,
+                    }
+                    for n in range(40)
+                ]
+                replies = await _exchange(ws, requests)
+                assert replies == [
+                    {"id": request["id"], "result": {"data": request["data"]}}
+                    for request in requests
+                ]
+
+    await asyncio.gather(*(one_client(index) for index in range(12)))
+    pool = mempool.pool
+    assert pool.reused > 0
+    assert pool.pooled_bytes <= pool.max_pooled
+
+
+@pytest.mark.parametrize("plugins", ["batching+mempool"], indirect=True)
+async def test_it_is_the_innermost_wrapper_so_batch_frames_go_through_it(
+    mempool: Plugin, raw: ClientConnection
+) -> None:
+    requests = [{"id": n, "type": "echo", "data": n} for n in range(100)]
+    await raw.send(json.dumps({"type": "batch", "messages": requests}), text=True)
+    frames = []
+    async with asyncio.timeout(10):
+        while sum(len(f.get("messages", [f])) for f in frames) < 100:
+            frames.append(json.loads(await raw.recv()))
+    assert any(frame.get("type") == "batch" for frame in frames)  # batching ran outside
+    pool = mempool.pool
+    assert pool.created + pool.reused == len(frames)  # every frame was encoded by mempool
+
+
+@pytest.fixture
+def small_max_buffer(localagent_config_dir: Path) -> None:
+    localagent_config_dir.mkdir(parents=True, exist_ok=True)
+    (localagent_config_dir / "config.toml").write_text("[plugins.mempool]\nmax_buffer = 65536\n")
+
+
+@pytest.mark.usefixtures("small_max_buffer")
+@pytest.mark.parametrize("plugins", ["mempool"], indirect=True)
+async def test_a_frame_larger_than_max_buffer_is_sent_and_its_buffer_freed(
+    mempool: Plugin, raw: ClientConnection
+) -> None:
+    pool = mempool.pool
+    assert pool.max_buffer == 65536
+    big = "z" * (2 * pool.max_buffer)
+    (reply,) = await _exchange(raw, [{"id": 1, "type": "echo", "data": big}])
+    assert reply == {"id": 1, "result": {"data": big}}
+    assert pool.dropped == 1 and pool.pooled_bytes <= pool.max_pooled
+
+
+class Unencodable:
+    @hookimpl(specname="on_message")
+    @handles("bad")
+    def bad(self) -> Any:
+        return {"value": object()}
+
+
+@pytest.mark.usefixtures("localagent_config_dir")  # only the plugins named here
+async def test_an_unencodable_reply_still_gets_an_error_reply() -> None:
+    settings = localagent.load_settings(overrides={"port": 0})
+    mempool = Plugin()
+    plugins = {"mempool": mempool, "bad": Unencodable()}
+    async with localagent.Server.create(settings, extra_plugins=plugins, strict=True) as agent:
+        async with await _raw(agent) as ws:
+            await ws.send(json.dumps({"id": 1, "type": "bad"}), text=True)
+            reply = json.loads(await ws.recv())
+            assert reply["id"] == 1 and reply["error"]["code"] == "internal_error"
+            await ws.send(json.dumps({"id": 2, "type": "ping"}), text=True)
+            assert json.loads(await ws.recv()) == {"id": 2, "result": {"pong": True}}
+        pool = mempool.pool
+        assert (
+            pool.idle >= 1 and pool.created == pool.idle
+        )  # the failed encode gave its buffer back
+
+
+@pytest.fixture
+def bad_config(localagent_config_dir: Path) -> None:
+    localagent_config_dir.mkdir(parents=True, exist_ok=True)
+    (localagent_config_dir / "config.toml").write_text("[plugins.mempool]\nmax_buffer = -5\n")
+
+
+@pytest.mark.usefixtures("bad_config")
+async def test_a_bad_config_table_fails_the_plugin_in_the_agent() -> None:
+    settings = localagent.load_settings(overrides={"port": 0})
+    server = localagent.Server.create(settings, extra_plugins={"mempool": Plugin()}, strict=True)
+    with pytest.raises(localagent.PluginError, match="max_buffer"):
+        async with server:
+            pass
