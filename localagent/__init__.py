@@ -1,24 +1,14 @@
 """LocalAgent: a small, fast, secure pluggy-based local agent runtime over WebSocket.
 
 This module is the public face; the code lives in private modules, one idea each.
-``Client`` and ``Server`` are imported on first use, so commands that do not
-talk WebSocket (``localagent --help``, ``plugins list``) never import websockets.
+Everything but the exceptions is imported on first use (PEP 562), so commands
+that need little (``localagent --help``, a warm ``plugins list``) never import
+websockets, pluggy or attrs.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from localagent_hookspecs import (
-    Agent,
-    Connection,
-    ErrorContext,
-    Message,
-    MessageError,
-    handles,
-    hookimpl,
-)
-
-from ._config import ServerSettings, Settings, load_settings
-from ._plugins import BUILTIN_PLUGINS, LoadedPlugins, PluginInfo, PluginSpec, load_plugins
 from .exceptions import (
     ClientError,
     ConfigError,
@@ -31,8 +21,35 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from localagent_hookspecs import (
+        Agent,
+        Connection,
+        ErrorContext,
+        Message,
+        MessageError,
+        handles,
+        hookimpl,
+    )
+
     from ._client import Client
+    from ._config import ServerSettings, Settings, load_settings
+    from ._plugins import BUILTIN_PLUGINS, LoadedPlugins, PluginInfo, PluginSpec, load_plugins
     from ._server import Server
+
+#: Where each lazily imported name lives.
+_LAZY = {
+    **dict.fromkeys(
+        ("Agent", "Connection", "ErrorContext", "Message", "MessageError", "handles", "hookimpl"),
+        "localagent_hookspecs",
+    ),
+    "Client": "localagent._client",
+    **dict.fromkeys(("ServerSettings", "Settings", "load_settings"), "localagent._config"),
+    **dict.fromkeys(
+        ("BUILTIN_PLUGINS", "LoadedPlugins", "PluginInfo", "PluginSpec", "load_plugins"),
+        "localagent._plugins",
+    ),
+    "Server": "localagent._server",
+}
 
 __version__ = "0.1.0"
 
@@ -67,12 +84,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Client":
-        from ._client import Client
-
-        return Client
-    if name == "Server":
-        from ._server import Server
-
-        return Server
-    raise AttributeError(f"module 'localagent' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'localagent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

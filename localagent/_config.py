@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from ._bootstrap import config_dir  # start-up code uses it without attrs
 from .exceptions import ConfigError
 
 __all__ = [
@@ -191,16 +192,6 @@ class Settings:
         """The plugin's own table, without the ``enabled`` switch."""
         table = self.plugins.get(name, {})
         return {key: value for key, value in table.items() if key != "enabled"}
-
-
-def config_dir() -> Path:
-    """The user config directory: ``$LOCALAGENT_CONFIG_DIR`` or the platform's."""
-    override = os.environ.get(ENV_PREFIX + "CONFIG_DIR")
-    if override:
-        return Path(override).expanduser()
-    import platformdirs  # only paid for when no override is set
-
-    return Path(platformdirs.user_config_dir("localagent", appauthor=False))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -2,14 +2,16 @@
 
 Built-in plugins and third-party plugins (entry-point group ``localagent``)
 are registered the same way. Which ones are enabled is decided *before* any
-import, so a disabled plugin's module is never imported.
+import (:mod:`localagent._bootstrap`), so a disabled plugin's module is never
+imported. Discovery asks the cache plugin's manifest first
+(:func:`installed_plugins`), and scans the installed distributions only when
+there is no valid manifest.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,22 +20,31 @@ import attrs
 import pluggy
 from localagent_hookspecs import PROJECT_NAME, handled_types, hookspecs
 
+from ._bootstrap import (
+    LOAD_PLUGINS_VARIABLE,
+    PluginCache,
+    Selection,
+    SpecRecord,
+    open_cache,
+    parse_plugin_options,
+)
 from .exceptions import PluginError
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "LOAD_PLUGINS_VARIABLE",
     "LoadedPlugins",
     "PluginInfo",
     "PluginManager",
     "PluginSpec",
     "discover",
+    "installed_plugins",
     "load_plugins",
     "parse_plugin_options",
 ]
 
 ENTRY_POINT_GROUP = "localagent"
-LOAD_PLUGINS_VARIABLE = "LOCALAGENT_LOAD_PLUGINS"
 
 
 @attrs.frozen
@@ -53,6 +64,19 @@ class PluginSpec:
     distribution: str | None = None
     version: str | None = None
     builtin: bool = False
+
+    def to_record(self) -> SpecRecord:
+        """The manifest's form of a discovered plugin."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "distribution": self.distribution,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_record(cls, record: SpecRecord) -> PluginSpec:
+        return cls(record["name"], record["value"], record["distribution"], record["version"])
 
 
 #: The built-in plugins, registered first, in this order.
@@ -108,6 +132,7 @@ class PluginInfo:
             "import_ms": _ms(self.import_seconds),
             "load_ms": _ms(self.load_seconds),
             "error": self.error,
+            "cached": False,
         }
 
 
@@ -160,39 +185,21 @@ def discover() -> list[PluginSpec]:
     return sorted(specs, key=lambda spec: spec.name)
 
 
-def parse_plugin_options(options: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
-    """Split ``-p NAME`` / ``-p no:NAME`` options into (enable, disable) name sets."""
-    enable, disable = set(), set()
-    for option in options:
-        if option.startswith("no:"):
-            disable.add(option[3:])
-        else:
-            enable.add(option)
-    return frozenset(enable), frozenset(disable)
+def installed_plugins(cache: PluginCache | None) -> list[PluginSpec]:
+    """The installed third-party plugins: the cache's manifest, or :func:`discover`.
 
-
-def _is_enabled(
-    spec: PluginSpec,
-    *,
-    disabled_in_config: frozenset[str],
-    load_only: frozenset[str] | None,
-    enable: frozenset[str],
-    disable: frozenset[str],
-) -> bool:
-    if spec.name in disable:
-        return False
-    if spec.name in enable:
-        return True
-    if load_only is not None and not spec.builtin:
-        return spec.name in load_only
-    return spec.name not in disabled_in_config
-
-
-def _load_only(environ: Mapping[str, str]) -> frozenset[str] | None:
-    value = environ.get(LOAD_PLUGINS_VARIABLE)
-    if value is None:
-        return None
-    return frozenset(name.strip() for name in value.split(",") if name.strip())
+    Args:
+        cache: The cache plugin's manifest cache (:func:`localagent._bootstrap.open_cache`),
+            or ``None`` to always discover. A stale, missing or corrupt manifest
+            is replaced with what :func:`discover` finds.
+    """
+    manifest = cache.load() if cache is not None else None
+    if manifest is not None:
+        return [PluginSpec.from_record(record) for record in manifest["plugins"]]
+    specs = discover()
+    if cache is not None:
+        cache.save([spec.to_record() for spec in specs])
+    return specs
 
 
 def _import(value: str) -> object:
@@ -280,7 +287,8 @@ def load_plugins(
         options: ``-p NAME`` / ``-p no:NAME`` values, which win over everything.
         environ: Read for ``LOCALAGENT_LOAD_PLUGINS`` (default ``os.environ``): a
             comma list of the only third-party plugins to load; empty loads none.
-        specs: Third-party plugins to consider (default: :func:`discover`).
+        specs: Third-party plugins to consider (default: :func:`installed_plugins`,
+            through the plugin cache when it is installed and enabled).
         extra: Plugin objects to register directly by name (tests, embedding).
         strict: Raise :class:`PluginError` on the first failure instead of
             recording it and going on.
@@ -288,22 +296,14 @@ def load_plugins(
     Returns:
         The manager and an info record per plugin.
     """
-    environ = os.environ if environ is None else environ
-    enable, disable = parse_plugin_options(options)
-    load_only = _load_only(environ)
+    selection = Selection.build(disabled_in_config, options, environ)
     if specs is None:
-        specs = discover() if load_only != frozenset() or enable else []
+        specs = installed_plugins(open_cache(selection.is_enabled)) if selection.discovers else []
     pm = PluginManager()
     infos: list[PluginInfo] = []
     seen: set[str] = set()
     for spec in (*BUILTIN_PLUGINS, *specs):
-        enabled = _is_enabled(
-            spec,
-            disabled_in_config=frozenset(disabled_in_config),
-            load_only=load_only,
-            enable=enable,
-            disable=disable,
-        )
+        enabled = selection.is_enabled(spec.name, spec.builtin)
         info = PluginInfo(spec=spec, enabled=enabled)
         infos.append(info)
         if spec.name in seen:

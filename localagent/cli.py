@@ -6,7 +6,6 @@ them, so ``localagent --help`` and ``localagent plugins list`` start fast.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -17,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from ._config import config_dir, load_settings, set_plugin_enabled
-from ._plugins import BUILTIN_PLUGINS, LoadedPlugins, PluginInfo, PluginSpec, load_plugins
+from ._bootstrap import config_dir
 from .exceptions import LocalAgentError
 
 if TYPE_CHECKING:  # the bench's modules are imported by the bench command only
     from ._bench import BenchReport
+    from ._bootstrap import Manifest, PluginCache
+    from ._config import Settings
+    from ._plugins import PluginInfo, PluginSpec
 
 __all__ = ["LOG_FORMAT", "main"]
 
@@ -31,6 +32,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 EXIT_REPLY_ERROR = 1
 EXIT_CONNECT_FAILED = 3
+
+
+def load_settings(**kwargs: Any) -> Settings:
+    """:func:`localagent.load_settings`, imported on first use.
+
+    attrs, which the settings are made of, costs more at start-up than click:
+    ``--help`` and a warm ``plugins list`` never pay for it.
+    """
+    from ._config import load_settings
+
+    return load_settings(**kwargs)
 
 
 @contextmanager
@@ -201,6 +213,8 @@ def _parse_plugin_setting(item: str) -> tuple[str, Any]:
 
 
 def _setup_logging(level: str) -> None:
+    import logging  # serve's alone: ~5 ms that --help and plugins list do not need
+
     logging.basicConfig(
         level=level.upper(),
         format=LOG_FORMAT,
@@ -327,9 +341,9 @@ def _print_event(message: Any) -> None:
 
 
 def _pretty(value: Any) -> str:
-    import orjson
+    from . import _codec
 
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    return _codec.pretty(value)
 
 
 # -- plugins ---------------------------------------------------------------
@@ -337,15 +351,75 @@ def _pretty(value: Any) -> str:
 
 @main.group()
 def plugins() -> None:
-    """List, inspect, enable and disable plugins."""
+    """List, inspect, enable and disable plugins; clear the plugin cache."""
 
 
-def _load_all() -> tuple[Any, LoadedPlugins]:
-    from ._plugins import discover
+#: What ``plugins list`` says about the plugin cache, by what it did.
+_CACHE_NOTES = {
+    "used": "plugin cache: used (hooks and import times as last measured; nothing imported)",
+    "saved": "plugin cache: not used (plugins discovered and imported now; cache written)",
+    "unsaved": "plugin cache: not used (plugins discovered and imported now; cache not written)",
+}
 
-    settings = load_settings()
-    loaded = load_plugins(disabled_in_config=settings.disabled_plugins, specs=discover())
-    return settings, loaded
+
+def _plugin_records() -> tuple[list[dict[str, Any]], str | None]:
+    """Every plugin's record (the objects of ``plugins list --json``), and what the cache did.
+
+    With a valid manifest that observed the same set of enabled plugins,
+    nothing is imported: not ``importlib.metadata``, not attrs or pluggy, not
+    a plugin. Otherwise the plugins are discovered (through the manifest when
+    only the observation is stale), the enabled ones imported, and the
+    manifest rewritten.
+
+    Returns:
+        The records, and ``"used"``, ``"saved"``, ``"unsaved"`` or ``None``
+        (no cache plugin installed and enabled).
+    """
+    from ._bootstrap import Selection, config_path, disabled_plugins, open_cache
+
+    selection = Selection.build(disabled_plugins(config_path()))
+    cache = open_cache(selection.is_enabled)
+    manifest = cache.load() if cache is not None else None
+    if manifest is not None:
+        records = _observed_records(manifest, selection)
+        if records is not None:
+            return records, "used"
+    return _import_records(selection, cache, manifest)
+
+
+def _observed_records(manifest: Manifest, selection: Any) -> list[dict[str, Any]] | None:
+    """The manifest's records, if they were observed with the plugins enabled now."""
+    observed = manifest["observed"]
+    if observed is None:
+        return None
+    records = observed["records"]
+    installed = {record["name"] for record in manifest["plugins"]}
+    if {r["name"] for r in records if not r.get("builtin")} != installed:
+        return None
+    enabled = [r["name"] for r in records if selection.is_enabled(r["name"], r.get("builtin"))]
+    if sorted(enabled) != sorted(observed["enabled"]):
+        return None
+    return [{**record, "cached": True} for record in records]
+
+
+def _import_records(
+    selection: Any, cache: PluginCache | None, manifest: Manifest | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    from ._plugins import PluginSpec, discover, load_plugins
+
+    if manifest is not None:
+        specs = [PluginSpec.from_record(record) for record in manifest["plugins"]]
+    else:
+        specs = discover()
+    loaded = load_plugins(disabled_in_config=selection.disabled_in_config, specs=specs)
+    records = [info.to_json() for info in loaded.infos]
+    if cache is None:
+        return records, None
+    enabled = [info.name for info in loaded.infos if info.enabled]
+    saved = cache.save(
+        [spec.to_record() for spec in specs], {"enabled": enabled, "records": records}
+    )
+    return records, "saved" if saved else "unsaved"
 
 
 @plugins.command("list")
@@ -355,47 +429,52 @@ def _load_all() -> tuple[Any, LoadedPlugins]:
 def plugins_list(as_json: bool, show_all: bool, strict: bool) -> None:
     """List installed plugins: version, hooks, enabled, import time, errors.
 
-    Enabled plugins are imported to find their hooks; disabled ones never are.
-    on_load is not run here (`localagent serve` logs each plugin's load time).
+    Enabled plugins are imported to find their hooks, unless the plugin cache
+    (localagent-cache) recorded them since anything changed; disabled ones
+    never are. on_load is not run here (`localagent serve` logs each
+    plugin's load time).
     """
-    _settings, loaded = _load_all()
-    _print_plugins([i for i in loaded.infos if show_all or not i.spec.builtin], as_json)
-    if strict and loaded.errors:
-        names = ", ".join(repr(info.name) for info in loaded.errors)
+    records, cache = _plugin_records()
+    _print_plugins([r for r in records if show_all or not r["builtin"]], as_json)
+    if cache is not None and not as_json:
+        click.echo(_CACHE_NOTES[cache])
+    errors = [record["name"] for record in records if record["error"] is not None]
+    if strict and errors:
+        names = ", ".join(repr(name) for name in errors)
         raise click.ClickException(f"plugin(s) failed to load: {names}")
 
 
-def _print_plugins(infos: Sequence[PluginInfo], as_json: bool) -> None:
+def _print_plugins(records: Sequence[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        click.echo(_pretty([info.to_json() for info in infos]))
+        click.echo(_pretty(list(records)))
         return
-    if not infos:
+    if not records:
         click.echo("No third-party plugins installed (--all shows the built-in ones).")
         return
-    click.echo(_table(infos))
-    for info in infos:
-        if info.error:
-            click.echo(f"error: plugin {info.name!r}: {info.error}", err=True)
+    click.echo(_table(records))
+    for record in records:
+        if record["error"]:
+            click.echo(f"error: plugin {record['name']!r}: {record['error']}", err=True)
 
 
-def _status(info: PluginInfo) -> str:
-    if info.error:
+def _status(record: dict[str, Any]) -> str:
+    if record["error"]:
         return "error"
-    return "enabled" if info.enabled else "disabled"
+    return "enabled" if record["enabled"] else "disabled"
 
 
-def _table(infos: Sequence[PluginInfo]) -> str:
+def _table(records: Sequence[dict[str, Any]]) -> str:
     rows = [("NAME", "VERSION", "STATUS", "IMPORT", "HOOKS", "DISTRIBUTION")]
-    for info in infos:
-        import_ms = f"{info.import_seconds * 1000:.1f} ms" if info.import_seconds else "-"
+    for record in records:
+        import_ms = record["import_ms"]
         rows.append(
             (
-                info.name,
-                info.spec.version or ("built-in" if info.spec.builtin else "-"),
-                _status(info),
-                import_ms,
-                ",".join(info.hooks) or "-",
-                info.spec.distribution or "localagent",
+                record["name"],
+                record["version"] or ("built-in" if record["builtin"] else "-"),
+                _status(record),
+                f"{import_ms:.1f} ms" if import_ms else "-",
+                ",".join(record["hooks"]) or "-",
+                record["distribution"] or "localagent",
             )
         )
     widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
@@ -406,9 +485,11 @@ def _table(infos: Sequence[PluginInfo]) -> str:
 
 
 def _known_spec(name: str) -> PluginSpec:
-    from ._plugins import discover
+    from ._bootstrap import Selection, config_path, disabled_plugins, open_cache
+    from ._plugins import BUILTIN_PLUGINS, installed_plugins
 
-    specs = [*BUILTIN_PLUGINS, *discover()]
+    selection = Selection.build(disabled_plugins(config_path()))
+    specs = [*BUILTIN_PLUGINS, *installed_plugins(open_cache(selection.is_enabled))]
     for spec in specs:
         if spec.name == name:
             return spec
@@ -417,6 +498,8 @@ def _known_spec(name: str) -> PluginSpec:
 
 
 def _toggle(name: str, enabled: bool) -> None:
+    from ._config import set_plugin_enabled
+
     _known_spec(name)
     path = set_plugin_enabled(config_dir(), name, enabled)
     state = "enabled" if enabled else "disabled"
@@ -442,17 +525,39 @@ def plugins_disable(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_info(name: str, as_json: bool) -> None:
     """Show everything known about plugin NAME."""
-    _known_spec(name)
-    _settings, loaded = _load_all()
-    info = loaded.info(name)
-    assert info is not None
-    data = info.to_json()
+    records, _cache = _plugin_records()
+    data = next((record for record in records if record["name"] == name), None)
+    if data is None:
+        known = ", ".join(sorted(record["name"] for record in records))
+        raise click.ClickException(f"no plugin named {name!r} is installed (known: {known})")
     if as_json:
         click.echo(_pretty(data))
         return
     for key, value in data.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         click.echo(f"{key + ':':<14}{'-' if shown in (None, '') else shown}")
+
+
+@plugins.group("cache")
+def plugins_cache() -> None:
+    """Manage the plugin cache (the localagent-cache plugin's manifest)."""
+
+
+@plugins_cache.command("clear")
+def plugins_cache_clear() -> None:
+    """Remove the plugin manifests; the next start discovers and imports afresh.
+
+    Works whether or not the cache plugin is enabled, as long as it is installed.
+    """
+    from ._bootstrap import open_cache
+
+    cache = open_cache(lambda name: True)
+    if cache is None:
+        raise click.ClickException(
+            "the plugin cache is not installed (pip install localagent-cache)"
+        )
+    removed = cache.clear()
+    click.echo(f"removed {removed} manifest file(s) from {os.path.dirname(cache.path)}")
 
 
 # -- token -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import localagent_cmd, running_agent
+from .helpers import imported_by, localagent_cmd, running_agent
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -237,18 +237,7 @@ def test_serve_banner_shows_plugin_times(subprocess_env: dict[str, str]) -> None
 def test_commands_that_do_not_talk_websocket_do_not_import_it(
     subprocess_env: dict[str, str], args: list[str]
 ) -> None:
-    probe = (
-        "import sys\n"
-        "from localagent.cli import main\n"
-        f"main({args!r}, standalone_mode=False)\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'websockets', 'asyncio'})\n"
-        "print('HEAVY', heavy)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], env=subprocess_env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    assert "HEAVY []" in result.stdout
+    assert imported_by(subprocess_env, args, ["websockets", "asyncio"]) == []
 
 
 def test_serve_plugin_flag_for_a_disabled_plugin_fails_cleanly(

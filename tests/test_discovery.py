@@ -13,7 +13,7 @@ import pytest
 import localagent
 from localagent._plugins import BUILTIN_PLUGINS, discover
 
-from .helpers import localagent_cmd, running_agent
+from .helpers import imported_by, localagent_cmd, running_agent
 
 BUILTINS = [spec.name for spec in BUILTIN_PLUGINS]
 
@@ -185,3 +185,17 @@ def test_plugins_list_strict_fails_on_errors(site: Path, isolated_env: Path) -> 
     assert result.returncode == 1
     assert "'broken'" in result.stderr and "Traceback" not in result.stderr
     assert "good" in result.stdout  # the list is still printed
+
+
+def test_installed_plugins_without_a_cache_is_discover(on_path: Path) -> None:
+    from localagent._plugins import installed_plugins
+
+    assert installed_plugins(None) == discover()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins", "--help"], ["plugins", "list", "--help"]])
+def test_lean_commands_import_neither_metadata_nor_attrs_nor_pluggy(
+    subprocess_env: dict[str, str], args: list[str]
+) -> None:
+    costly = ["importlib.metadata", "attr", "pluggy", "localagent_hookspecs", "logging"]
+    assert imported_by(subprocess_env, args, costly) == []

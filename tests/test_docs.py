@@ -170,6 +170,7 @@ def test_configuration_md_documents_the_setting(field: attrs.Attribute[Any]) -> 
 def test_docs_mention_only_environment_variables_that_exist() -> None:
     known = {ENV_PREFIX + field.name.upper() for field in SETTINGS}
     known |= {_client.URL_VARIABLE, _client.TOKEN_VARIABLE, _plugins.LOAD_PLUGINS_VARIABLE}
+    known.add(ENV_PREFIX + "CACHE_DIR")  # read by the cache plugin (plugins/cache)
     for _name, command in COMMANDS:
         for param in command.params:
             if isinstance(param.envvar, str):

@@ -6,6 +6,7 @@ gets a unique name and is removed from ``sys.modules`` afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from localagent._plugins import (
     LoadedPlugins,
     PluginInfo,
     PluginSpec,
+    installed_plugins,
     load_plugins,
     parse_plugin_options,
 )
@@ -468,6 +470,7 @@ def test_plugin_info_to_json(make_module: MakeModule) -> None:
         "import_ms",
         "load_ms",
         "error",
+        "cached",
     }
     assert record["name"] == "thing"
     assert record["distribution"] == "localagent-thing"
@@ -482,6 +485,7 @@ def test_plugin_info_to_json(make_module: MakeModule) -> None:
     assert record["import_ms"] >= 0
     assert record["load_ms"] is None
     assert record["error"] is None
+    assert record["cached"] is False  # imported now, not read from the plugin cache
 
     builtin = info(loaded, "ping").to_json()
     assert builtin["builtin"] is True
@@ -569,3 +573,114 @@ def test_hooks_the_runtime_calls_one_by_one_reject_what_would_be_ignored(
     info = loaded.info("odd")
     assert info is not None and not info.registered
     assert info.error == expected
+
+
+# --------------------------------------------------------------------------- on_load concurrency
+
+
+class _WaitsForAProcess:
+    """An ``on_load`` that awaits real I/O: a child process that exits after 50 ms."""
+
+    def __init__(self, index: int, events: list[tuple[str, int]]) -> None:
+        self.index = index
+        self.events = events
+
+    @hookimpl
+    async def on_load(self) -> None:
+        self.events.append(("start", self.index))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(0.05)"
+        )
+        await process.wait()
+        self.events.append(("finish", self.index))
+
+
+async def test_on_load_io_of_five_plugins_overlaps(tmp_path: Path) -> None:
+    from localagent._config import load_settings
+    from localagent._runtime import AgentRuntime
+
+    events: list[tuple[str, int]] = []
+    plugins = {f"wait{index}": _WaitsForAProcess(index, events) for index in range(5)}
+    loaded = load_plugins(specs=[], environ={}, extra=plugins)
+    settings = load_settings(overrides={"port": 0, "workspace": str(tmp_path / "workspace")})
+    runtime = AgentRuntime(settings, loaded, strict=True)
+    await runtime.start()
+    await runtime.aclose()
+    # Run one after another, each would finish before the next starts; run
+    # concurrently, all five are waiting on their process before any is done.
+    assert [kind for kind, _index in events] == ["start"] * 5 + ["finish"] * 5
+    assert sorted(index for kind, index in events if kind == "finish") == list(range(5))
+    assert all(info(loaded, name).load_seconds is not None for name in plugins)
+
+
+# --------------------------------------------------------------------------- the bootstrap
+
+
+def test_bootstrap_without_the_cache_plugin_discovers_uncached(
+    make_module: MakeModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localagent import _bootstrap
+
+    # As if localagent-cache were uninstalled: its module cannot be imported.
+    monkeypatch.setattr(_bootstrap, "CACHE_MODULE", f"la_test_missing_{uuid.uuid4().hex}")
+    assert _bootstrap.open_cache(lambda name: True) is None
+    module = good(make_module)
+    specs = [PluginSpec("thing", module)]
+    monkeypatch.setattr("localagent._plugins.discover", lambda: specs)
+    assert installed_plugins(None) == specs
+    loaded = load_plugins(environ={"LOCALAGENT_LOAD_PLUGINS": "thing,cache"})
+    assert info(loaded, "thing").registered
+
+
+def test_bootstrap_never_imports_a_disabled_cache_plugin(make_module: MakeModule) -> None:
+    from localagent import _bootstrap
+
+    asked: list[str] = []
+
+    def disabled(name: str) -> bool:
+        asked.append(name)
+        return False
+
+    assert _bootstrap.open_cache(disabled) is None
+    assert asked == ["cache"]
+
+
+def test_bootstrap_uses_a_broken_cache_module_as_no_cache(
+    make_module: MakeModule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localagent import _bootstrap
+
+    broken = make_module('raise RuntimeError("broken cache plugin")\n')
+    monkeypatch.setattr(_bootstrap, "CACHE_MODULE", broken)
+    assert _bootstrap.open_cache(lambda name: True) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, frozenset()),
+        ("[plugins.a]\nenabled = false\n[plugins.b]\nx = 1\n", frozenset({"a"})),
+        ('[server]\nport = "not checked here"\n', frozenset()),
+        ("[plugins.a]\nenabled = 'no'\n", None),  # the full loader reports it
+        ("plugins = 3\n", None),
+        ("not toml [", None),
+    ],
+)
+def test_read_disabled_plugins(tmp_path: Path, text: str | None, expected: object) -> None:
+    from localagent._bootstrap import read_disabled_plugins
+
+    if text is not None:
+        (tmp_path / "config.toml").write_text(text)
+    assert read_disabled_plugins(tmp_path) == expected
+
+
+def test_selection_matches_the_documented_precedence() -> None:
+    from localagent._bootstrap import Selection
+
+    selection = Selection.build({"off"}, ["on", "no:gone"], {"LOCALAGENT_LOAD_PLUGINS": "a,off"})
+    assert selection.is_enabled("a") and selection.is_enabled("on")
+    assert not selection.is_enabled("b")  # not listed in the variable
+    assert not selection.is_enabled("gone")
+    assert selection.is_enabled("off")  # the variable wins over the config file
+    assert selection.is_enabled("ping", builtin=True)  # built-ins ignore the variable
+    assert not Selection.build((), (), {"LOCALAGENT_LOAD_PLUGINS": ""}).discovers

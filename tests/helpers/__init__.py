@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import os
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 
 from localagent.testing import AgentProcess, localagent_cmd, running_agent
 
-__all__ = ["AgentProcess", "handshake_status", "localagent_cmd", "running_agent"]
+__all__ = [
+    "AgentProcess",
+    "handshake_status",
+    "imported_by",
+    "localagent_cmd",
+    "opening_handshake",
+    "running_agent",
+]
+
+
+def imported_by(env: Mapping[str, str], args: Sequence[str], modules: Iterable[str]) -> list[str]:
+    """Which of ``modules`` (top-level or dotted names) ``localagent ARGS`` imports.
+
+    Runs the command in a fresh interpreter and looks at ``sys.modules`` after it.
+    """
+    probe = (
+        "import sys\n"
+        "from localagent.cli import main\n"
+        f"main({list(args)!r}, standalone_mode=False)\n"
+        f"print('IMPORTED', sorted({set(modules)!r} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=dict(env), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("IMPORTED "))
+    return list(ast.literal_eval(line.removeprefix("IMPORTED ")))
+
+
+def opening_handshake(headers: Mapping[str, str], path: str = "/") -> bytes:
+    """A WebSocket opening handshake request with exactly ``headers`` besides the required ones."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 async def handshake_status(port: int, headers: Mapping[str, str], path: str = "/") -> int:
@@ -20,15 +62,7 @@ async def handshake_status(port: int, headers: Mapping[str, str], path: str = "/
     """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        lines = [
-            f"GET {path} HTTP/1.1",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
-            "Sec-WebSocket-Version: 13",
-            *(f"{name}: {value}" for name, value in headers.items()),
-        ]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        writer.write(opening_handshake(headers, path))
         await writer.drain()
         status_line = await asyncio.wait_for(reader.readline(), 10)
         return int(status_line.split()[1])
