@@ -8,8 +8,9 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
+import attrs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -19,7 +20,14 @@ from ._protocol import unbatch
 from ._security import TokenFile, redacting_logger
 from .exceptions import ConnectFailed, ConnectionLost, HandshakeRejected, ReplyError
 
-__all__ = ["Client", "default_token", "default_url"]
+__all__ = [
+    "Client",
+    "ClientOptions",
+    "Connector",
+    "ConnectorFactory",
+    "default_token",
+    "default_url",
+]
 
 logger = logging.getLogger("localagent.client")
 
@@ -44,6 +52,43 @@ def default_token(environ: Mapping[str, str] | None = None) -> str:
     return environ.get(TOKEN_VARIABLE) or TokenFile(config_dir()).get()
 
 
+@attrs.frozen
+class ClientOptions:
+    """What a :class:`Client` was created with, as a :data:`ConnectorFactory` sees it.
+
+    Attributes:
+        url: ``ws://host:port`` of the agent.
+        token: The token given to the client (``None``: :func:`default_token`).
+        open_timeout: Seconds allowed to connect.
+        max_message_size: Largest frame accepted from the agent.
+    """
+
+    url: str
+    token: str | None = attrs.field(repr=False)
+    open_timeout: float
+    max_message_size: int | None
+
+
+class Connector(Protocol):
+    """A source of open connections a :class:`Client` borrows instead of dialling its own.
+
+    A connection pool implements it (``localagent-pooling``). The connections
+    it hands out are plain, directly connected :class:`Client` objects.
+    """
+
+    async def acquire(self) -> Client:
+        """An open connection for the caller's exclusive use until :meth:`release`."""
+
+    def release(self, client: Client) -> None:
+        """Take back a connection from :meth:`acquire` (closed ones are discarded)."""
+
+
+#: Chooses the :class:`Connector` of a new :class:`Client` (``None``: dial directly).
+ConnectorFactory = Callable[[ClientOptions], Connector | None]
+
+_connector_factory: ConnectorFactory | None = None
+
+
 class Client:
     """A connection to an agent that sends requests and matches replies by id.
 
@@ -63,6 +108,16 @@ class Client:
         max_message_size: Largest frame accepted from the agent.
         max_events: Capacity of :attr:`events`; when full the oldest event is
             dropped and counted in :attr:`dropped_events`.
+        connector: Borrow the connection from this :class:`Connector` (a pool)
+            instead of dialling one; :meth:`aclose` gives it back.
+        direct: Dial this client's own connection even when a connector
+            factory is installed (a pool's own connections are made this way).
+
+    Pooled clients: with a connector (given, or chosen by the factory that
+    :meth:`set_connector_factory` installs, e.g. by the ``pooling`` plugin),
+    :meth:`open` borrows a connection and :meth:`aclose` returns it. If the
+    borrowed connection closes (the agent restarted), requests in flight fail
+    with :class:`ConnectionLost` and the next request borrows a new one.
     """
 
     def __init__(
@@ -73,19 +128,69 @@ class Client:
         open_timeout: float = 10.0,
         max_message_size: int | None = 16 << 20,
         max_events: int = 10_000,
+        connector: Connector | None = None,
+        direct: bool = False,
     ) -> None:
         self.url = url or default_url()
         self._token = token
         self._open_timeout = open_timeout
         self._max_message_size = max_message_size
+        self._connector = connector
+        self._direct = direct
+        #: The borrowed connection, while a pooled client is open.
+        self._lease: Client | None = None
+        self._released = True  # a pooled client is not open yet
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._listeners: dict[int, Callable[[Any], None]] = {}
         self._ids = itertools.count(1)
         self._closed_error: ConnectionLost | None = None
-        self.events: asyncio.Queue[Any] = asyncio.Queue(max_events)
-        self.dropped_events = 0
+        self._events: asyncio.Queue[Any] = asyncio.Queue(max_events)
+        self._dropped_events = 0
+
+    @classmethod
+    def set_connector_factory(cls, factory: ConnectorFactory | None) -> ConnectorFactory | None:
+        """Install the process-wide factory that new clients consult in :meth:`open`.
+
+        This is the hook a pooling plugin fills in its ``on_load``: the factory
+        gets the new client's :class:`ClientOptions` and returns the
+        :class:`Connector` (a pool) to borrow from, or ``None`` to dial
+        directly. ``None`` uninstalls it.
+
+        Returns:
+            The factory installed before.
+        """
+        global _connector_factory
+        previous, _connector_factory = _connector_factory, factory
+        return previous
+
+    @property
+    def options(self) -> ClientOptions:
+        """What this client was created with."""
+        return ClientOptions(self.url, self._token, self._open_timeout, self._max_message_size)
+
+    @property
+    def events(self) -> asyncio.Queue[Any]:
+        """Messages that are not replies to a pending request (greetings, broadcasts)."""
+        return self._lease._events if self._lease is not None else self._events
+
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped because :attr:`events` was full."""
+        return self._lease._dropped_events if self._lease is not None else self._dropped_events
+
+    @property
+    def pending(self) -> int:
+        """Requests sent on this connection and still waiting for their reply."""
+        if self._lease is not None:
+            return self._lease.pending
+        return len(self._pending) + len(self._listeners)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether this client borrows its connection from a :class:`Connector`."""
+        return self._connector is not None
 
     @classmethod
     async def connect(
@@ -103,6 +208,12 @@ class Client:
             HandshakeRejected: The agent answered 401 (token) or 403 (Origin/Host).
             ConnectFailed: Nothing listens there, or the handshake failed.
         """
+        if self._connector is None and not self._direct and _connector_factory is not None:
+            self._connector = _connector_factory(self.options)
+        if self._connector is not None:
+            self._lease = await self._connector.acquire()
+            self._released = False
+            return
         token = self._token if self._token is not None else default_token()
         try:
             self._ws = await connect(
@@ -170,10 +281,10 @@ class Client:
                     except Exception:  # the caller's bug must not stop the reader
                         logger.exception("on_event callback for request %s failed", msg_id)
                     return
-        if self.events.full():
-            self.events.get_nowait()
-            self.dropped_events += 1
-        self.events.put_nowait(item)
+        if self._events.full():
+            self._events.get_nowait()
+            self._dropped_events += 1
+        self._events.put_nowait(item)
 
     async def request(
         self,
@@ -198,6 +309,9 @@ class Client:
             ConnectionLost: The connection closed before the reply.
             TimeoutError: No reply within ``timeout`` seconds.
         """
+        if self._connector is not None:
+            lease = await self._leased()
+            return await lease.request(type, data, timeout=timeout, on_event=on_event)
         ws = self._require_open()
         msg_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -221,10 +335,16 @@ class Client:
 
     async def notify(self, type: str, data: Any = None) -> None:
         """Send a message without an id: it is handled, but only errors are answered."""
+        if self._connector is not None:
+            await (await self._leased()).notify(type, data)
+            return
         await self._send(self._require_open(), {"type": type, "data": data})
 
     async def send_raw(self, frame: bytes | str) -> None:
         """Send one frame as it is (for tests and tools that speak the protocol directly)."""
+        if self._connector is not None:
+            await (await self._leased()).send_raw(frame)
+            return
         ws = self._require_open()
         try:
             await ws.send(frame, text=True)
@@ -236,6 +356,38 @@ class Client:
             await ws.send(_codec.dumps(message), text=True)
         except ConnectionClosed:
             raise self._lost() from None
+
+    async def _leased(self) -> Client:
+        """The borrowed connection; a new one if it closed (the agent restarted, say)."""
+        lease, connector = self._lease, self._connector
+        if self._released or connector is None:
+            raise ConnectionLost("the client is not connected; call open() first")
+        if lease is None or lease.closed:
+            self._lease = None
+            if lease is not None:
+                connector.release(lease)  # the pool discards a closed connection
+            lease = await connector.acquire()
+            if self.closed:  # aclose() ran meanwhile
+                connector.release(lease)
+                raise ConnectionLost("the client was closed")
+            self._lease = lease
+        return lease
+
+    async def check(self, timeout: float) -> bool:
+        """Whether the connection answers a WebSocket ping within ``timeout`` seconds.
+
+        A pool calls it before handing out a connection that sat idle.
+        """
+        if self._lease is not None:
+            return await self._lease.check(timeout)
+        if self.closed or self._ws is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await (await self._ws.ping())
+        except (ConnectionClosed, TimeoutError, OSError):
+            return False
+        return True
 
     def _require_open(self) -> ClientConnection:
         if self._ws is None:
@@ -249,22 +401,35 @@ class Client:
 
     @property
     def closed(self) -> bool:
+        if self._connector is not None:
+            return self._released
         return self._ws is None or self._closed_error is not None
 
     @property
     def close_code(self) -> int | None:
         """The close code received from the agent, once closed."""
+        if self._lease is not None:
+            return self._lease.close_code
         return self._closed_error.code if self._closed_error else None
 
     async def aclose(self) -> None:
-        """Close the connection; pending requests fail with :class:`ConnectionLost`."""
+        """Close the connection; pending requests fail with :class:`ConnectionLost`.
+
+        A pooled client gives its connection back to the pool instead.
+        """
+        if self._connector is not None:
+            lease, self._lease = self._lease, None
+            self._released = True
+            if lease is not None:
+                self._connector.release(lease)
+            return
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
             await self._reader
 
     async def __aenter__(self) -> Client:
-        if self._ws is None:
+        if self._ws is None and self._lease is None:
             await self.open()
         return self
 

@@ -94,10 +94,17 @@ def _glob_escape(text: str) -> str:
 
 
 class RedisStore:
-    """Values in Redis through ``redis.asyncio`` with a bounded connection pool.
+    """Values in Redis through ``redis.asyncio``.
 
-    Single-key commands are auto-pipelined: those issued in the same event-loop
-    iteration (concurrent requests) travel as one pipeline.
+    Plainly configured by default: a bounded blocking connection pool (a
+    command waits for a free connection beyond ``max_connections``),
+    redis-py's default handshake, one round trip per command. Multi-key requests are single commands
+    (``MGET``, ``DEL``) or one transaction (:meth:`set_many`) either way.
+
+    :meth:`use_pool` is the hook an optimization plugin (``localagent-pooling``)
+    fills: it hands over a tuned pool and turns on auto-pipelining, where the
+    single-key commands issued in the same event-loop iteration (concurrent
+    requests) travel as one pipeline.
 
     Fails fast: a short connect timeout and one retry, so a request gets an
     ``unavailable`` reply promptly while Redis is down; the pool reconnects
@@ -105,16 +112,17 @@ class RedisStore:
 
     Args:
         url: ``redis://``, ``rediss://`` or ``unix://`` URL.
-        max_connections: Upper bound of the pool.
-        timeout: Seconds for connecting and for each reply.
+        max_connections: Upper bound of the default pool.
+        timeout: Seconds for connecting, for each reply, and for a free connection.
+
+    Attributes:
+        pipelining: Whether concurrent commands are auto-pipelined.
     """
 
     kind = "redis"
 
     def __init__(self, url: str, *, max_connections: int = 32, timeout: float = 2.0) -> None:
         import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
 
         self.url = url
         self._errors: tuple[type[BaseException], ...] = (
@@ -130,16 +138,55 @@ class RedisStore:
             timeout=timeout,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-            health_check_interval=30,
+            retry=self.retry(),
         )
         self._redis: redis.asyncio.Redis = redis.asyncio.Redis(connection_pool=pool)
-        # Auto-pipelining: commands issued in the same event-loop iteration go
-        # to Redis as one pipeline (one write, one read) instead of one round
-        # trip each. Concurrent requests are the common case for an agent.
+        self.pipelining = False
+        # Auto-pipelining (when on): commands issued in the same event-loop
+        # iteration go to Redis as one pipeline (one write, one read) instead
+        # of one round trip each. Concurrent requests are the common case.
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def retry() -> Any:
+        """The retry policy the store's connections use: once, after 10-50 ms.
+
+        A pool handed to :meth:`use_pool` should use it too (``retry=``), so
+        a command that finds its connection dropped (Redis restarted) is
+        sent once more on a new connection instead of failing.
+        """
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+
+        return Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
+
+    @property
+    def pool(self) -> redis.asyncio.ConnectionPool:
+        """The connection pool the store uses now."""
+        return self._redis.connection_pool
+
+    async def use_pool(
+        self, pool: redis.asyncio.ConnectionPool, *, pipelining: bool = True
+    ) -> None:
+        """Use ``pool`` from now on (the store owns it: :meth:`aclose` disconnects it).
+
+        The previous pool's connections are closed. Commands already sent
+        finish on the old pool.
+
+        Args:
+            pool: A ``redis.asyncio`` connection pool for the same Redis.
+            pipelining: Auto-pipeline the commands issued in the same
+                event-loop iteration.
+        """
+        import redis.asyncio
+
+        previous = self._redis
+        self._redis = redis.asyncio.Redis(connection_pool=pool)
+        self.pipelining = pipelining
+        await previous.aclose()
+        await previous.connection_pool.disconnect()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -151,7 +198,10 @@ class RedisStore:
             ) from exc
 
     async def _command(self, *args: Any) -> Any:
-        """Run one command, pipelined with the others issued in this loop iteration."""
+        """Run one command (pipelined with the others of this loop iteration, if on)."""
+        if not self.pipelining:
+            with self._guard():
+                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
         future = asyncio.get_running_loop().create_future()
         self._queue.append((args, future))
         if not self._flush_scheduled:
@@ -243,6 +293,7 @@ class RedisStore:
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()
 
 
 def open_store(redis_url: str | None) -> KeyValueStore:

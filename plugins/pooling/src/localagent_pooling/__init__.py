@@ -1,0 +1,124 @@
+"""LocalAgent plugin ``pooling``: a WebSocket connection pool for clients and a tuned Redis pool.
+
+When enabled in an agent process:
+
+* every :class:`localagent.Client` the process opens (a plugin dialling
+  another agent, say) borrows its connection from a :class:`ClientPool` for
+  that URL and token instead of dialling one, and gives it back on close;
+  pools for the ``prewarm`` URLs are dialled at ``on_load``;
+* the ``kv`` store on Redis gets a bounded, health-checked pool with a trimmed
+  handshake, and auto-pipelines concurrent commands.
+
+Scripts use the pool directly::
+
+    async with ClientPool(url, token, min_size=2, max_size=10) as pool:
+        await pool.request("ping")
+
+Configuration, in ``config.toml`` (all optional; see the README)::
+
+    [plugins.pooling]
+    min_size = 2
+    max_size = 10
+    acquire_timeout = 5.0
+    prewarm = ["ws://127.0.0.1:8766"]
+    redis_max_connections = 16
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from localagent_hookspecs import Agent, hookimpl
+
+from ._config import NAME, PoolingConfig, parse_config
+
+if TYPE_CHECKING:  # asyncio and websockets load on first use; `plugins list` imports this
+    from ._client_pool import ClientPool, PoolClosed, PoolStats, PoolTimeout
+    from ._registry import PoolRegistry
+
+__all__ = [
+    "NAME",
+    "ClientPool",
+    "Plugin",
+    "PoolClosed",
+    "PoolRegistry",
+    "PoolStats",
+    "PoolTimeout",
+    "PoolingConfig",
+    "parse_config",
+]
+
+
+class Plugin:
+    """Pools the process's outbound WebSocket connections and the kv store's Redis connections.
+
+    The entry point names this class, so each agent gets its own instance.
+
+    Attributes:
+        config: The settings read from ``[plugins.pooling]`` in ``on_load``.
+        registry: The WebSocket pools of this process (after ``on_load``).
+        bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
+    """
+
+    bench_areas: ClassVar[tuple[str, ...]] = ("pooling", "redis")
+
+    def __init__(self) -> None:
+        self.config = PoolingConfig()
+        self.registry: PoolRegistry | None = None
+
+    @hookimpl
+    async def on_load(self, agent: Agent) -> None:
+        """Install the client pools and tune the Redis store, warming both concurrently.
+
+        Raises:
+            ValueError: An unknown key or a bad value (named in the message).
+        """
+        import asyncio
+
+        from ._registry import PoolRegistry
+
+        self.config = parse_config(agent.plugin_config(NAME))
+        registry = self.registry = PoolRegistry(self.config)
+        registry.install()
+        agent.spawn(_close_at_shutdown(registry), name="localagent-pooling")
+        await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+
+    async def _tune_store(self, agent: Agent) -> None:
+        """Hand a tuned pool to the Redis store; leave the memory store alone."""
+        store: Any = agent.store
+        if store.kind != "redis" or not hasattr(store, "use_pool"):
+            return
+        from ._redis_pool import redis_pool
+
+        try:
+            pool = await redis_pool(store.url, self.config, retry=store.retry())
+        except Exception as exc:  # Redis is down at start: the store's own pool copes
+            import logging
+
+            logging.getLogger("localagent.pooling").warning(
+                "Redis pool not tuned, Redis unreachable at start: %s", type(exc).__name__
+            )
+            return
+        await store.use_pool(pool, pipelining=self.config.redis_pipelining)
+
+
+async def _close_at_shutdown(registry: PoolRegistry) -> None:
+    """Wait for the agent's shutdown (this task is cancelled), then close the pools."""
+    import asyncio
+
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await registry.aclose()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ClientPool", "PoolClosed", "PoolStats", "PoolTimeout"):
+        from . import _client_pool
+
+        return getattr(_client_pool, name)
+    if name == "PoolRegistry":
+        from . import _registry
+
+        return getattr(_registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
