@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
-import itertools
 import json
 import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,12 +33,12 @@ import pytest
 
 import localagent
 from localagent import hookimpl
+from localagent.testing import DevTools, headless_chromium, wait_until
 
 from .helpers import running_agent
 
 PAGE_DIR = Path(__file__).resolve().parent.parent / "examples" / "browser-client"
 PAGE = PAGE_DIR / "index.html"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _script() -> str:
@@ -207,124 +205,41 @@ def _serve_page() -> Iterator[int]:
         thread.join(10)
 
 
-class _DevTools:
-    """A minimal Chrome DevTools protocol client over the browser's WebSocket."""
-
-    def __init__(self, url: str) -> None:
-        from websockets.sync.client import connect
-
-        self._ws = connect(url, max_size=None, open_timeout=30)
-        self._ids = itertools.count(1)
-
-    def call(self, method: str, session: str | None = None, **params: Any) -> Any:
-        msg_id = next(self._ids)
-        request: dict[str, Any] = {"id": msg_id, "method": method, "params": params}
-        if session is not None:
-            request["sessionId"] = session
-        self._ws.send(json.dumps(request))
-        while True:
-            reply = json.loads(self._ws.recv(timeout=30))
-            if reply.get("id") == msg_id:  # everything else is an event
-                assert "error" not in reply, f"{method}: {reply['error']}"
-                return reply["result"]
-
-    def open(self, url: str) -> str:
-        target = self.call("Target.createTarget", url=url)["targetId"]
-        session: str = self.call("Target.attachToTarget", targetId=target, flatten=True)[
-            "sessionId"
-        ]
-        return session
-
-    def log(self, session: str) -> list[dict[str, str]]:
-        expression = (
-            "JSON.stringify([...document.querySelectorAll('#log li')]"
-            ".map((li) => ({kind: li.className, text: li.lastChild.textContent})))"
-        )
-        result = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
-        value = result["result"].get("value")
-        return json.loads(value) if isinstance(value, str) else []
-
-    def close(self) -> None:
-        self._ws.close()
+#: The page's log entries, as {kind, text} objects.
+LOG = (
+    "JSON.stringify([...document.querySelectorAll('#log li')]"
+    ".map((li) => ({kind: li.className, text: li.lastChild.textContent})))"
+)
 
 
-@contextmanager
-def _chromium(profile: Path) -> Iterator[_DevTools]:
-    process = subprocess.Popen(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    found: list[str] = []
-    lines: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            match = re.search(r"DevTools listening on (ws://\S+)", line)
-            if match and not found:
-                found.append(match.group(1))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not found and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert found, "chromium did not start:\n" + "".join(lines)
-        devtools = _DevTools(found[0])
-        try:
-            yield devtools
-        finally:
-            devtools.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(10)
+def _log(devtools: DevTools, session: str) -> list[dict[str, str]]:
+    value = devtools.evaluate(LOG, session=session)
+    return json.loads(value) if isinstance(value, str) else []
 
 
-def _wait_for(devtools: _DevTools, session: str, done: Any, seconds: float = 20) -> Any:
-    deadline = time.monotonic() + seconds
-    log = devtools.log(session)
-    while not done(log) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        log = devtools.log(session)
-    return log
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
-def test_the_page_in_headless_chromium(subprocess_env: dict[str, str], tmp_path: Path) -> None:
+def test_the_page_in_headless_chromium(
+    localagent_chromium: str, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
     config_dir = Path(subprocess_env["LOCALAGENT_CONFIG_DIR"])
     with _serve_page() as port:
         allowed = f"http://127.0.0.1:{port}"
         with (
             running_agent(subprocess_env, "--origin", allowed, config_dir=config_dir) as agent,
-            _chromium(tmp_path / "chromium") as devtools,
+            headless_chromium(localagent_chromium, tmp_path / "chromium") as devtools,
         ):
             fragment = urlencode({"url": agent.url, "token": agent.token, "send": "ping"})
             session = devtools.open(f"{allowed}/#{fragment}")
-            log = _wait_for(devtools, session, lambda log: any(i["kind"] == "reply" for i in log))
+            log = wait_until(
+                lambda: _log(devtools, session), lambda log: any(i["kind"] == "reply" for i in log)
+            )
             replies = [json.loads(item["text"]) for item in log if item["kind"] == "reply"]
             assert replies == [{"id": 1, "result": {"pong": True}}], log
 
             # The same page under an origin the agent does not list: refused with 403.
             refused = devtools.open(f"http://localhost:{port}/#{fragment}")
-            log = _wait_for(devtools, refused, lambda log: any(i["kind"] == "error" for i in log))
+            log = wait_until(
+                lambda: _log(devtools, refused), lambda log: any(i["kind"] == "error" for i in log)
+            )
             assert [item["kind"] for item in log] == ["error"], log
             assert "connection failed" in log[0]["text"]
         assert "Origin not allowed" in agent.output or "403" in agent.output

@@ -33,21 +33,28 @@ from .._client import Client
 from .._config import load_settings
 from .._plugins import BUILTIN_PLUGINS, LoadedPlugins, load_plugins
 from .._server import Server
+from ._redis import RedisServer
 
 __all__ = [
     "localagent_agent",
+    "localagent_chromium",
     "localagent_client",
     "localagent_config_dir",
     "localagent_load",
     "localagent_plugins",
+    "localagent_redis",
+    "localagent_redis_url",
     "localagent_settings",
 ]
 
 
 @pytest.fixture
 def localagent_plugins() -> Sequence[Any]:
-    """The plugins under test: entry-point names (``"hello"``) or plugin objects.
+    """The plugins under test: entry-point names (``"hello"``), plugin objects, or
+    ``(name, object)`` pairs.
 
+    An object alone is registered under its class's name, lowercased; give a
+    pair when two objects' classes share a name (every ``Plugin`` class, say).
     Override it in your ``conftest.py`` or test module. The default is none:
     only the built-in plugins.
     """
@@ -74,11 +81,20 @@ def localagent_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 def _split(plugins: Sequence[Any]) -> tuple[list[str], dict[str, object]]:
     names = [plugin for plugin in plugins if isinstance(plugin, str)]
-    objects = {
-        getattr(plugin, "__name__", type(plugin).__name__).lower(): plugin
-        for plugin in plugins
-        if not isinstance(plugin, str)
-    }
+    objects: dict[str, object] = {}
+    for plugin in plugins:
+        if isinstance(plugin, str):
+            continue
+        if isinstance(plugin, tuple):
+            name, plugin = plugin
+        else:
+            name = getattr(plugin, "__name__", type(plugin).__name__).lower()
+        if name in objects:
+            raise ValueError(
+                f"two plugin objects are both named {name!r}: "
+                "give them as (name, object) pairs in localagent_plugins"
+            )
+        objects[name] = plugin
     return names, objects
 
 
@@ -121,6 +137,59 @@ async def localagent_agent(
     server = Server.create(localagent_settings, options=names, extra_plugins=objects, strict=True)
     async with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def localagent_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private ``redis-server`` for the whole session, on a free port (never the user's Redis).
+
+    Without the binary the test is skipped, but under CI (``CI`` set), where
+    ``.ci/run`` installs it, the test fails instead.
+    """
+    import os
+
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def localagent_redis_url(localagent_redis: RedisServer) -> str:
+    """The private Redis's URL, running (restarted if a test stopped it) and emptied."""
+    if not localagent_redis.ping():
+        localagent_redis.start()
+    import redis
+
+    client = redis.Redis.from_url(localagent_redis.url)
+    client.flushall()
+    client.close()
+    return localagent_redis.url
+
+
+@pytest.fixture
+def localagent_chromium() -> str:
+    """The path of the system's Chromium (Debian's ``chromium``) for browser tests.
+
+    Without it the test is skipped, but under CI (``CI`` set), where
+    ``.ci/run`` installs it, the test fails instead.
+    """
+    import os
+
+    from ._browser import find_chromium
+
+    found = find_chromium()
+    if found is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 @pytest_asyncio.fixture

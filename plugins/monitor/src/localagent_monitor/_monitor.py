@@ -1,0 +1,431 @@
+"""The running monitor: what the hooks record into, the ticker, and the HTTP endpoints.
+
+One :class:`Monitor` per agent, created by the plugin's ``on_load``. The hooks
+call :meth:`Monitor.connected` and :meth:`Monitor.failed` (and the message
+wrapper bumps :attr:`Monitor.metrics` directly); a background task samples
+the figures every ``tick`` seconds, judges health and runs the auto-optimizer;
+:meth:`Monitor.respond` answers the HTTP requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+
+import attrs
+from localagent_hookspecs import Agent, Connection, ErrorContext, MessageError, SendFunc
+
+from ._config import MonitorConfig
+from ._health import Health, HealthTracker, Reading, assess
+from ._http import HttpServer, Request, Response
+from ._metrics import Metrics, Sample, WindowFigures, window_figures
+from ._optimizer import AutoOptimizer, Decision
+
+__all__ = ["Monitor"]
+
+logger = logging.getLogger("localagent.monitor")
+
+#: How many throughput samples the dashboard's sparkline shows.
+HISTORY = 120
+#: How many auto-optimizer decisions are kept for the dashboard.
+DECISIONS = 50
+#: The batching plugin's key in ``connection.state``.
+BATCHING = "batching"
+
+_PUBLIC = ("/livez", "/readyz")
+_PROTECTED = ("/performance", "/performance.json", "/metrics")
+
+
+@attrs.define
+class ConnectionFigures:
+    """What the monitor keeps per open connection.
+
+    Attributes:
+        connection: The connection.
+        sent: Outbound messages counted (only with the auto-optimizer on).
+        sent_before: ``sent`` at the previous tick.
+        rate: Outbound msg/s over the last tick.
+    """
+
+    connection: Connection
+    sent: int = 0
+    sent_before: int = 0
+    rate: float = 0.0
+
+
+def _plugin_rows(agent: Agent) -> list[dict[str, Any]]:
+    """Name, version, load and import time of each plugin the agent knows.
+
+    Reads ``agent.plugin_infos`` (JSON rows) where the agent offers it, else
+    the runtime's ``plugins.infos`` records; an agent with neither gives none.
+    """
+    rows = getattr(agent, "plugin_infos", None)
+    if rows is None:
+        rows = getattr(getattr(agent, "plugins", None), "infos", None)
+    found = []
+    for row in rows or ():
+        data = row.to_json() if hasattr(row, "to_json") else row
+        if isinstance(data, Mapping) and data.get("registered", True):
+            found.append(
+                {key: data.get(key) for key in ("name", "version", "import_ms", "load_ms")}
+            )
+    return found
+
+
+class Monitor:
+    """Counters, health, auto-optimizer and HTTP endpoints of one agent.
+
+    Args:
+        config: The validated ``[plugins.monitor]`` settings.
+        agent: The agent (for its token, its plugins, and its background tasks).
+    """
+
+    def __init__(self, config: MonitorConfig, agent: Agent) -> None:
+        from localagent._security import HandshakePolicy, TokenFile
+
+        self.config = config
+        self.agent = agent
+        self.metrics = Metrics()
+        self.health = HealthTracker(self.metrics.started)
+        self.figures: WindowFigures | None = None
+        self.history: deque[float] = deque(maxlen=HISTORY)
+        self.decisions: deque[Decision] = deque(maxlen=DECISIONS)
+        self.connections: dict[str, ConnectionFigures] = {}
+        self.optimizer = (
+            AutoOptimizer(config.batch_above, config.unbatch_below, config.min_switch_interval)
+            if config.auto_optimize
+            else None
+        )
+        self._samples: deque[Sample] = deque()
+        self._warned_no_switch = False
+        self._token = TokenFile(agent.config_dir)
+        self._policy_type = HandshakePolicy
+        self._policy: Any = None
+        self._http = HttpServer(self.respond)
+        self._dashboard = (
+            resources.files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
+        )
+        self._ready = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the HTTP endpoints listen on."""
+        return self._http.port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind the HTTP endpoints and start the ticker.
+
+        Raises:
+            OSError: The port cannot be bound (say, taken); the message names it.
+        """
+        config = self.config
+        try:
+            await self._http.start(config.host, config.port)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"monitor: cannot listen on {config.host}:{config.port}: {exc.strerror or exc} "
+                "(pick another with --monitor-port or [plugins.monitor] port)",
+            ) from None
+        port = self.port
+        names = ("127.0.0.1", "localhost", "[::1]", *config.allowed_hosts)
+        self._policy = self._policy_type.create(
+            self._token.get,
+            bind_host=config.host,
+            origins=[f"http://{name}:{port}" for name in names],
+            allowed_hosts=config.allowed_hosts,
+        )
+        _ = self.registry  # imports prometheus_client now, not at the first scrape
+        self._samples.append(self.metrics.sample(time.monotonic()))
+        self.agent.spawn(self._run(), name="monitor ticker")
+        self._ready = True
+        paths = "/performance, /performance.json, /metrics, /livez, /readyz"
+        logger.info("monitor listening on %s (%s)", self.url, paths)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.config.tick)
+                try:
+                    self.tick(time.monotonic())
+                except Exception:
+                    logger.exception("monitor: a tick failed; the next one runs as usual")
+        finally:
+            await self._http.aclose()
+
+    # -- what the hooks call -------------------------------------------------
+
+    def connected(self, connection: Connection) -> None:
+        """Count ``connection`` and, with the auto-optimizer, watch its outbound rate."""
+        metrics = self.metrics
+        metrics.connections_open += 1
+        metrics.connections_total += 1
+        figures = ConnectionFigures(connection)
+        self.connections[connection.id] = figures
+
+        def closed() -> None:
+            metrics.connections_open -= 1
+            self.connections.pop(connection.id, None)
+            if self.optimizer is not None:
+                self.optimizer.forget(connection.id)
+
+        connection.on_close(closed)
+        if self.optimizer is None:
+            return
+
+        def count(inner: SendFunc) -> SendFunc:
+            async def send(message: Mapping[str, Any]) -> None:
+                batch = message.get("messages") if message.get("type") == "batch" else None
+                figures.sent += len(batch) if isinstance(batch, list) else 1
+                await inner(message)
+
+            return send
+
+        connection.wrap_send(count)
+        batcher = connection.state.get(BATCHING)
+        if batcher is not None and self._can_switch(batcher):
+            batcher.enabled = False  # on only once the rate calls for it
+
+    def failed(self, error: BaseException, context: ErrorContext) -> None:
+        """Count a failure reported to ``on_error``."""
+        kind = error.code if isinstance(error, MessageError) else type(error).__name__
+        self.metrics.error(context.stage, context.plugin, kind)
+
+    # -- the ticker ----------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        """Outbound messages the batching plugin holds, over every open connection."""
+        total = 0
+        for figures in self.connections.values():
+            pending = getattr(figures.connection.state.get(BATCHING), "pending", 0)
+            total += pending if isinstance(pending, int) else 0
+        return total
+
+    def tick(self, now: float) -> None:
+        """Sample, update the window figures and health, and run the auto-optimizer."""
+        sample = self.metrics.sample(now, self.queue_depth())
+        samples = self._samples
+        samples.append(sample)
+        while len(samples) > 2 and now - samples[1].time >= self.config.window:
+            samples.popleft()
+        self.figures = figures = window_figures(samples[0], sample)
+        previous = samples[-2]
+        latest = window_figures(previous, sample)
+        self.history.append(latest.total_rate)
+        reading = Reading(
+            errors_per_s=figures.errors_per_s,
+            p99_ms=figures.p99_ms,
+            queue=sample.queue,
+            memory_growth_mb=(sample.memory - self.metrics.memory_at_start) / 1e6,
+        )
+        self.health.update(assess(reading, self.config), now)
+        self._optimize(now, latest.seconds)
+
+    def _optimize(self, now: float, seconds: float) -> None:
+        for figures in list(self.connections.values()):
+            figures.rate = (figures.sent - figures.sent_before) / seconds
+            figures.sent_before = figures.sent
+            batcher = figures.connection.state.get(BATCHING)
+            if self.optimizer is None or batcher is None or not self._can_switch(batcher):
+                continue
+            decision = self.optimizer.decide(
+                figures.connection.id, figures.rate, bool(batcher.enabled), now
+            )
+            if decision is not None:
+                batcher.enabled = decision.enable
+                self.decisions.append(decision)
+                logger.info("monitor: %s", decision.describe())
+
+    def _can_switch(self, batcher: Any) -> bool:
+        if hasattr(batcher, "enabled"):
+            return True
+        if not self._warned_no_switch:
+            self._warned_no_switch = True
+            logger.warning(
+                "monitor: auto_optimize is on, but this batching plugin cannot switch "
+                "batching per connection (no MessageBatcher.enabled); doing nothing"
+            )
+        return False
+
+    # -- what the endpoints show ---------------------------------------------
+
+    def gauges(self) -> dict[str, float]:
+        """Current values for ``/metrics`` besides the counters."""
+        from ._metrics import resident_bytes
+
+        now = time.monotonic()
+        return {
+            "health": self.health.current.rank,
+            "healthy_share": self.health.healthy_share(now),
+            "send_queue": self.queue_depth(),
+            "memory_growth_bytes": resident_bytes() - self.metrics.memory_at_start,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the dashboard shows (``/performance.json``)."""
+        from ._metrics import resident_bytes
+
+        now = time.monotonic()
+        metrics, figures, health = self.metrics, self.figures, self.health.current
+        types = {}
+        for name, stats in sorted(metrics.types.items()):
+            latency = stats.latency
+            row: dict[str, Any] = {
+                "handled": stats.handled,
+                "failed": stats.failed,
+                "rate": figures.rates.get(name, 0.0) if figures else 0.0,
+                "mean_ms": latency.sum / latency.count * 1000 if latency.count else None,
+            }
+            row.update(figures.percentiles.get(name, {}) if figures else {})
+            types[name] = row
+        memory = resident_bytes()
+        return {
+            "pid": os.getpid(),
+            "uptime_s": now - metrics.started,
+            "window_s": figures.seconds if figures else 0.0,
+            "health": {
+                "status": health.status,
+                "reasons": list(health.reasons),
+                "healthy_share": self.health.healthy_share(now),
+            },
+            "monitored": {
+                "all_paths": self.config.all_paths,
+                "types": list(self.config.types),
+                "hooks": ["on_connect", "on_error"],
+            },
+            "throughput": {
+                "total_rate": figures.total_rate if figures else 0.0,
+                "handled": sum(stats.handled for stats in metrics.types.values()),
+                "history": list(self.history),
+            },
+            "latency": {"p99_ms": figures.p99_ms if figures else None},
+            "types": types,
+            "errors": {
+                "total": metrics.errors_total,
+                "per_s": figures.errors_per_s if figures else 0.0,
+                "by": [
+                    {"stage": stage, "plugin": plugin or None, "kind": kind, "count": count}
+                    for (stage, plugin, kind), count in sorted(
+                        metrics.errors.items(), key=lambda item: -item[1]
+                    )
+                ],
+            },
+            "connections": {
+                "open": metrics.connections_open,
+                "total": metrics.connections_total,
+            },
+            "queue": {"pending": self.queue_depth()},
+            "memory": {
+                "resident_bytes": memory,
+                "growth_bytes": memory - metrics.memory_at_start,
+            },
+            "plugins": _plugin_rows(self.agent),
+            "optimizer": {
+                "enabled": self.optimizer is not None,
+                "connections": [
+                    {"id": cid, "rate": c.rate, "batching": _batching_state(c.connection)}
+                    for cid, c in self.connections.items()
+                ],
+                "decisions": [
+                    {"connection": d.connection, "enable": d.enable, "text": d.describe()}
+                    for d in reversed(self.decisions)
+                ],
+            },
+        }
+
+    # -- HTTP ------------------------------------------------------------------
+
+    def respond(self, request: Request) -> Response:
+        """Answer one HTTP request (Host and Origin checks, then the token where needed)."""
+        path = request.path
+        if path not in _PUBLIC and path not in _PROTECTED:
+            return Response.text(HTTPStatus.NOT_FOUND, "not found")
+        headers = request.headers
+        rejection = self._policy.check(
+            request.target, headers.get("host"), headers.get("origin"), headers.get("authorization")
+        )
+        token_optional = path in _PUBLIC or (path == "/metrics" and self.config.open_metrics)
+        if rejection is not None and not (token_optional and rejection.status == 401):
+            extra = {"WWW-Authenticate": "Bearer"} if rejection.status == 401 else {}
+            return Response.text(rejection.status, rejection.reason, **extra)
+        if path == "/livez":
+            return Response.text(HTTPStatus.OK, "ok")
+        if path == "/readyz":
+            return self._readiness()
+        if path == "/metrics":
+            return self._metrics_response()
+        if path == "/performance.json":
+            body = json.dumps(self.snapshot(), allow_nan=False).encode()
+            return Response(HTTPStatus.OK, body, "application/json")
+        return self._dashboard_response()
+
+    def _readiness(self) -> Response:
+        health: Health = self.health.current
+        if not self._ready:
+            return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, "starting")
+        if health.status == "critical":
+            reasons = "; ".join(health.reasons)
+            return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, f"critical: {reasons}")
+        return Response.text(HTTPStatus.OK, health.status)
+
+    def _metrics_response(self) -> Response:
+        from ._prometheus import CONTENT_TYPE, exposition
+
+        return Response(HTTPStatus.OK, exposition(self.registry), CONTENT_TYPE)
+
+    def _dashboard_response(self) -> Response:
+        import secrets
+
+        nonce = secrets.token_urlsafe(16)
+        csp = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        )
+        body = self._dashboard.replace("{{nonce}}", nonce).encode()
+        return Response(
+            HTTPStatus.OK,
+            body,
+            "text/html; charset=utf-8",
+            {"Content-Security-Policy": csp, "X-Frame-Options": "DENY"},
+        )
+
+    @property
+    def registry(self) -> Any:
+        """The prometheus_client registry behind ``/metrics`` (built on first use)."""
+        registry = getattr(self, "_registry", None)
+        if registry is None:
+            from ._prometheus import MonitorCollector, registry_for
+
+            collector = MonitorCollector(self.metrics, self.gauges, self._plugin_load_times)
+            registry = self._registry = registry_for(collector)
+        return registry
+
+    def _plugin_load_times(self) -> Sequence[tuple[str, float | None]]:
+        return [
+            (str(row["name"]), None if row["load_ms"] is None else row["load_ms"] / 1000)
+            for row in _plugin_rows(self.agent)
+        ]
+
+
+def _batching_state(connection: Connection) -> bool | None:
+    """Whether the connection's batcher batches (``None`` without batching)."""
+    batcher = connection.state.get(BATCHING)
+    if batcher is None:
+        return None
+    return bool(getattr(batcher, "enabled", True))

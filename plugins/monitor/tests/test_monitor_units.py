@@ -1,0 +1,226 @@
+"""The monitor's pure parts on their own: config, histograms, windows, health, optimizer, HTTP."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+from localagent_monitor import DEFAULT_PORT, DEFAULT_TYPES, MonitorConfig, parse_config
+from localagent_monitor._health import HealthTracker, Reading, assess
+from localagent_monitor._http import BadRequest, Response, parse_head
+from localagent_monitor._metrics import BUCKETS, MAX_KEYS, OTHER, Metrics, percentile
+from localagent_monitor._optimizer import AutoOptimizer
+
+# -- config ------------------------------------------------------------------
+
+
+def test_the_defaults_monitor_the_state_changing_types_on_port_8080() -> None:
+    config = parse_config({})
+    assert config == MonitorConfig()
+    assert config.port == DEFAULT_PORT == 8080
+    assert config.types == DEFAULT_TYPES
+    assert not config.all_paths and not config.open_metrics and not config.auto_optimize
+
+
+def test_config_values_are_read() -> None:
+    config = parse_config(
+        {"port": 0, "types": ["echo"], "all_paths": True, "tick": 0.5, "batch_above": 300}
+    )
+    assert (config.port, config.types, config.all_paths, config.tick) == (0, ("echo",), True, 0.5)
+    assert config.batch_above == 300.0
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ({"nope": 1}, "nope"),
+        ({"port": 70000}, "port"),
+        ({"port": "80"}, "port"),
+        ({"host": "0.0.0.0"}, "host"),
+        ({"host": "example.com"}, "host"),
+        ({"types": "echo"}, "types"),
+        ({"types": [""]}, "types"),
+        ({"all_paths": "yes"}, "all_paths"),
+        ({"tick": 0}, "tick"),
+        ({"warn_p99_ms": -1}, "warn_p99_ms"),
+        ({"warn_queue": float("nan")}, "warn_queue"),
+        ({"warn_p99_ms": 10, "critical_p99_ms": 5}, "warn_p99_ms"),
+        ({"batch_above": 10, "unbatch_below": 10}, "unbatch_below"),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_key(table: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        parse_config(table)
+
+
+# -- metrics -----------------------------------------------------------------
+
+
+def test_histogram_buckets_are_upper_bounds() -> None:
+    metrics = Metrics()
+    metrics.handled("echo", BUCKETS[0])  # on the bound: in that bucket (Prometheus "le")
+    metrics.handled("echo", BUCKETS[0] * 1.01)
+    metrics.handled("echo", 1e6, failed=True)  # past the last bound: +Inf
+    stats = metrics.types["echo"]
+    assert stats.latency.counts[0] == 1
+    assert stats.latency.counts[1] == 1
+    assert stats.latency.counts[-1] == 1
+    assert (stats.handled, stats.failed, stats.latency.count) == (3, 1, 3)
+
+
+def test_percentiles_interpolate_inside_the_bucket() -> None:
+    counts = [0] * (len(BUCKETS) + 1)
+    assert percentile(counts, 0.5) is None
+    counts[4] = 100  # all in (BUCKETS[3], BUCKETS[4]]
+    p50 = percentile(counts, 0.5)
+    assert p50 is not None and BUCKETS[3] < p50 < BUCKETS[4]
+    counts[-1] = 1000
+    assert percentile(counts, 0.99) == BUCKETS[-1]
+
+
+def test_client_chosen_type_names_cannot_grow_memory_without_bound() -> None:
+    metrics = Metrics()
+    for n in range(MAX_KEYS + 50):
+        metrics.handled(f"t{n}", 0.001)
+    assert len(metrics.types) == MAX_KEYS + 1
+    assert metrics.types[OTHER].handled == 50
+
+
+def test_window_figures_give_rates_and_percentiles_of_the_window_only() -> None:
+    metrics = Metrics()
+    for _ in range(10):
+        metrics.handled("echo", 5.0)  # slow, before the window
+    old = metrics.sample(100.0)
+    for _ in range(40):
+        metrics.handled("echo", 0.0002)
+    metrics.error("message", "bad", "ValueError")
+    metrics.error("message", "bad", "ValueError")
+    new = metrics.sample(102.0)
+    from localagent_monitor._metrics import window_figures
+
+    figures = window_figures(old, new)
+    assert figures.rates == {"echo": 20.0}
+    assert figures.errors_per_s == 1.0
+    assert figures.p99_ms is not None and figures.p99_ms < 1.0  # the old 5 s are not in it
+    assert metrics.errors == {("message", "bad", "ValueError"): 2}
+
+
+# -- health ------------------------------------------------------------------
+
+
+def test_health_is_the_worst_threshold_passed() -> None:
+    config = MonitorConfig(warn_p99_ms=10, critical_p99_ms=100, warn_queue=5, critical_queue=50)
+    healthy = Reading(errors_per_s=0, p99_ms=None, queue=0, memory_growth_mb=0)
+    assert assess(healthy, config).status == "healthy"
+    warning = assess(Reading(0, 20.0, 0, 0), config)
+    assert warning.status == "warning"
+    assert warning.reasons == ("p99 latency (ms) 20.0 >= warning 10",)
+    critical = assess(Reading(0, 20.0, 60, 0), config)
+    assert critical.status == "critical"
+    assert len(critical.reasons) == 2
+
+
+def test_the_healthy_share_counts_time_per_verdict() -> None:
+    tracker = HealthTracker(started=0.0)
+    assert tracker.healthy_share(0.0) == 1.0
+    tracker.update(assess(Reading(100.0, None, 0, 0), MonitorConfig()), now=30.0)  # critical
+    assert tracker.current.status == "critical"
+    assert tracker.healthy_share(40.0) == pytest.approx(30 / 40)
+    tracker.update(assess(Reading(0.0, None, 0, 0), MonitorConfig()), now=60.0)  # healthy
+    assert tracker.healthy_share(100.0) == pytest.approx((30 + 40) / 100)
+
+
+# -- auto-optimizer ----------------------------------------------------------
+
+
+def test_the_optimizer_switches_with_hysteresis() -> None:
+    optimizer = AutoOptimizer(batch_above=100, unbatch_below=20, min_switch_interval=0)
+    assert optimizer.decide("c1", 50, enabled=False, now=0) is None  # between: stay
+    on = optimizer.decide("c1", 150, enabled=False, now=1)
+    assert on is not None and on.enable and on.rate == 150 and on.threshold == 100
+    assert "batching on for connection c1: 150 msg/s out > batch_above 100" in on.describe()
+    assert optimizer.decide("c1", 50, enabled=True, now=2) is None  # between: stay on
+    off = optimizer.decide("c1", 10, enabled=True, now=3)
+    assert off is not None and not off.enable
+    assert "< unbatch_below 20" in off.describe()
+
+
+def test_the_optimizer_never_flaps_faster_than_the_period() -> None:
+    optimizer = AutoOptimizer(batch_above=100, unbatch_below=20, min_switch_interval=10)
+    assert optimizer.decide("c1", 500, enabled=False, now=0.0) is not None
+    assert optimizer.decide("c1", 0, enabled=True, now=9.9) is None  # too soon
+    assert optimizer.decide("c2", 500, enabled=False, now=9.9) is not None  # per connection
+    assert optimizer.decide("c1", 0, enabled=True, now=10.0) is not None
+    optimizer.forget("c1")
+    assert optimizer.decide("c1", 500, enabled=False, now=10.5) is not None
+
+
+# -- HTTP parsing ------------------------------------------------------------
+
+
+def test_a_valid_request_head_is_parsed() -> None:
+    request = parse_head(
+        b"GET /performance.json?token=abc HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+        b"Authorization: Bearer x\r\nAccept: a\r\nAccept: b\r\n\r\n"
+    )
+    assert request.method == "GET"
+    assert request.path == "/performance.json"
+    assert request.query == "token=abc"
+    assert request.headers["host"] == "127.0.0.1:8080"
+    assert request.headers["accept"] == "a, b"
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", HTTPStatus.BAD_REQUEST),  # no Host
+        (b"GET / HTTP/1.1\nHost: a\n\n", HTTPStatus.BAD_REQUEST),  # bare LF
+        (b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", HTTPStatus.BAD_REQUEST),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        ),
+        (b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", HTTPStatus.METHOD_NOT_ALLOWED),
+    ],
+)
+def test_malformed_or_unsupported_requests_are_refused(head: bytes, status: HTTPStatus) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_head(head)
+    assert caught.value.status == status
+
+
+def test_responses_close_the_connection_and_omit_the_body_for_head() -> None:
+    response = Response.text(HTTPStatus.OK, "ok")
+    wire = response.encode()
+    assert wire.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close\r\n" in wire and b"Cache-Control: no-store\r\n" in wire
+    assert wire.endswith(b"\r\n\r\nok\n")
+    assert response.encode(head_only=True).endswith(b"Content-Length: 3\r\n") is False
+    assert response.encode(head_only=True).endswith(b"\r\n\r\n")
+
+
+# -- the documented examples -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("page", ["docs/monitor.md", "plugins/monitor/README.md"])
+def test_the_documented_config_examples_are_valid(page: str) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / page).read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks
+    for block in blocks:
+        parse_config(tomllib.loads(block)["plugins"]["monitor"])
