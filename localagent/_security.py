@@ -139,10 +139,18 @@ class Rejection:
 
 
 def _host_name(host_header: str) -> str:
-    """``"[::1]:8765"`` → ``"::1"``, ``"Example.COM:80"`` → ``"example.com"``."""
+    """``"[::1]:8765"`` → ``"::1"``, ``"Example.COM:80"`` → ``"example.com"``.
+
+    Anything after an IPv6 literal's ``]`` other than ``:PORT`` keeps the whole
+    header as the name, so ``[::1].evil.example`` is not taken for ``::1``.
+    """
     host = host_header.strip().lower()
     if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
+        end = host.find("]")
+        rest = host[end + 1 :] if end != -1 else ""
+        if end == -1 or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return host
+        return host[1:end]
     if host.count(":") == 1:
         return host.rsplit(":", 1)[0]
     return host

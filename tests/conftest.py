@@ -32,6 +32,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("LOCALAGENT_CONFIG_DIR", str(config))
     monkeypatch.setenv("LOCALAGENT_WORKSPACE", str(tmp_path / "workspace"))
     monkeypatch.setenv("LOCALAGENT_LOAD_PLUGINS", "")
+    monkeypatch.setenv("LOCALAGENT_CACHE_DIR", str(tmp_path / "cache"))  # the plugin cache's
     for name in _ISOLATED:
         monkeypatch.delenv(name, raising=False)
     yield config
@@ -56,31 +57,12 @@ def subprocess_env(isolated_env: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A private redis-server for the whole session (never the user's Redis).
-
-    Without the binary the Redis tests are skipped locally, but fail under CI
-    (``CI=true``), where ``.ci/run`` installs it.
-    """
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-    except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    server.start()
-    yield server
-    server.stop()
+def redis_server(localagent_redis: RedisServer) -> RedisServer:
+    """The session's private redis-server (``localagent.testing``'s ``localagent_redis``)."""
+    return localagent_redis
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The private Redis's URL, running and emptied for this test."""
-    if not redis_server.ping():
-        redis_server.start()
-    import redis
-
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
+def redis_url(localagent_redis_url: str) -> str:
+    """Its URL, running and emptied for this test."""
+    return localagent_redis_url

@@ -509,6 +509,7 @@ async def test_spawn_failure_is_a_coded_error(isolated_env: Path, tmp_path: Path
         {"argv": ["echo"], "encoding": "latin-1"},
     ],
 )
+@pytest.mark.attack
 async def test_attack_malformed_requests_are_bad_requests(isolated_env: Path, data: Any) -> None:
     async with exec_client(isolated_env, allow=["echo"]) as client:
         error = await refused(client, data)
@@ -534,6 +535,7 @@ async def test_attack_malformed_requests_are_bad_requests(isolated_env: Path, da
         "sh",
     ],
 )
+@pytest.mark.attack
 async def test_attack_argv0_must_equal_an_allow_list_entry(
     isolated_env: Path, workspace: Path, name: str
 ) -> None:
@@ -555,6 +557,7 @@ def other_names_of_python(workspace: Path) -> list[str]:
     return names
 
 
+@pytest.mark.attack
 async def test_attack_absolute_entries_match_only_themselves(
     isolated_env: Path, workspace: Path
 ) -> None:
@@ -566,6 +569,7 @@ async def test_attack_absolute_entries_match_only_themselves(
         assert (await run(client, PYTHON, "-c", "print(1)"))["stdout"] == "1\n"
 
 
+@pytest.mark.attack
 async def test_attack_a_program_planted_in_the_workspace_is_never_run(
     isolated_env: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -596,6 +600,7 @@ SHELL_TRICKS = [
 ]
 
 
+@pytest.mark.attack
 async def test_attack_shell_metacharacters_are_passed_literally(
     isolated_env: Path, tmp_path: Path, workspace: Path
 ) -> None:
@@ -612,6 +617,7 @@ async def test_attack_shell_metacharacters_are_passed_literally(
 
 
 @pytest.mark.parametrize("table", [{}, {"allow": []}, {"timeout": 5}])
+@pytest.mark.attack
 async def test_attack_an_empty_allow_list_refuses_everything(
     isolated_env: Path, table: dict[str, Any]
 ) -> None:

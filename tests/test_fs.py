@@ -606,6 +606,7 @@ def _request_for(message_type: str, path: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("message_type", MESSAGES)
 @pytest.mark.parametrize("path", ESCAPES)
+@pytest.mark.attack
 async def test_attack_lexical_escapes_are_refused(
     client: Client, outside: Path, workspace: Path, message_type: str, path: str
 ) -> None:
@@ -615,6 +616,7 @@ async def test_attack_lexical_escapes_are_refused(
 
 
 @pytest.mark.parametrize("message_type", MESSAGES)
+@pytest.mark.attack
 async def test_attack_relative_path_to_the_outside_directory(
     client: Client, outside: Path, message_type: str
 ) -> None:
@@ -625,6 +627,7 @@ async def test_attack_relative_path_to_the_outside_directory(
 
 @pytest.mark.parametrize("message_type", ["fs.read", "fs.write", "fs.delete"])
 @pytest.mark.parametrize("path", ["", ".", "./", "a/.."])
+@pytest.mark.attack
 async def test_attack_the_root_itself_is_refused(
     client: Client, workspace: Path, message_type: str, path: str
 ) -> None:
@@ -634,6 +637,7 @@ async def test_attack_the_root_itself_is_refused(
     assert _files(workspace) == ["a"]
 
 
+@pytest.mark.attack
 async def test_attack_symlink_to_a_file_outside(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -662,6 +666,7 @@ async def test_attack_symlink_to_a_file_outside(
     assert _files(workspace) == []
 
 
+@pytest.mark.attack
 async def test_attack_relative_symlink_chain_leading_outside(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -673,6 +678,7 @@ async def test_attack_relative_symlink_chain_leading_outside(
         assert error.code == "outside_workspace", message_type
 
 
+@pytest.mark.attack
 async def test_attack_dangling_symlink_would_create_a_file_outside(
     client: Client, outside: Path, workspace: Path, tmp_path: Path
 ) -> None:
@@ -689,6 +695,7 @@ async def test_attack_dangling_symlink_would_create_a_file_outside(
     assert not (outside / "newdir").exists()
 
 
+@pytest.mark.attack
 async def test_attack_symlinked_directory_pointing_outside(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -718,6 +725,7 @@ async def test_attack_symlinked_directory_pointing_outside(
         assert str(outside) not in error.message
 
 
+@pytest.mark.attack
 async def test_attack_symlink_to_the_workspace_parent(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -733,6 +741,7 @@ async def test_attack_symlink_to_the_workspace_parent(
         assert error.code == "outside_workspace", path
 
 
+@pytest.mark.attack
 async def test_attack_symlink_loop_is_refused_cleanly(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -748,6 +757,7 @@ async def test_attack_symlink_loop_is_refused_cleanly(
     assert _files(workspace) == ["loop-b"]
 
 
+@pytest.mark.attack
 async def test_attack_write_through_a_hard_link_leaves_the_other_name_alone(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -761,6 +771,7 @@ async def test_attack_write_through_a_hard_link_leaves_the_other_name_alone(
     await client.request("fs.delete", {"path": "hard"})
 
 
+@pytest.mark.attack
 async def test_attack_symlinks_inside_the_workspace_are_fine(
     client: Client, outside: Path, workspace: Path
 ) -> None:
@@ -815,6 +826,7 @@ def plugin(workspace: Path) -> fs_plugin.Plugin:
     return loaded
 
 
+@pytest.mark.attack
 def test_attack_race_link_swapped_in_after_the_check_is_not_followed(
     plugin: fs_plugin.Plugin, outside: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -827,6 +839,7 @@ def test_attack_race_link_swapped_in_after_the_check_is_not_followed(
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@pytest.mark.attack
 def test_attack_race_directory_swapped_after_the_check_is_caught_after_open(
     plugin: fs_plugin.Plugin, outside: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
