@@ -192,9 +192,18 @@ async def test_it_is_the_innermost_wrapper_so_batch_frames_go_through_it(
     async with asyncio.timeout(10):
         while sum(len(f.get("messages", [f])) for f in frames) < 100:
             frames.append(json.loads(await raw.recv()))
-    assert any(frame.get("type") == "batch" for frame in frames)  # batching ran outside
+    batches = [frame for frame in frames if frame.get("type") == "batch"]
+    assert batches  # batching ran outside
     pool = mempool.pool
-    assert pool.created + pool.reused == len(frames)  # every frame was encoded by mempool
+    assert pool.created + pool.reused == len(batches)  # mempool encoded every batch frame
+
+
+@pytest.mark.parametrize("plugins", ["mempool"], indirect=True)
+async def test_single_messages_take_the_core_path(mempool: Plugin, raw: ClientConnection) -> None:
+    for n in range(20):
+        await raw.send(json.dumps({"id": n, "type": "ping"}), text=True)
+        assert json.loads(await raw.recv()) == {"id": n, "result": {"pong": True}}
+    assert mempool.pool.created == mempool.pool.reused == 0
 
 
 @pytest.fixture
@@ -204,16 +213,18 @@ def small_max_buffer(localagent_config_dir: Path) -> None:
 
 
 @pytest.mark.usefixtures("small_max_buffer")
-@pytest.mark.parametrize("plugins", ["mempool"], indirect=True)
+@pytest.mark.parametrize("plugins", ["batching+mempool"], indirect=True)
 async def test_a_frame_larger_than_max_buffer_is_sent_and_its_buffer_freed(
     mempool: Plugin, raw: ClientConnection
 ) -> None:
     pool = mempool.pool
     assert pool.max_buffer == 65536
-    big = "z" * (2 * pool.max_buffer)
-    (reply,) = await _exchange(raw, [{"id": 1, "type": "echo", "data": big}])
-    assert reply == {"id": 1, "result": {"data": big}}
-    assert pool.dropped == 1 and pool.pooled_bytes <= pool.max_pooled
+    big = "z" * 40_000  # two replies make one batch frame of ~80 KB
+    requests = [{"id": n, "type": "echo", "data": big} for n in (1, 2)]
+    replies = await _exchange(raw, requests)
+    assert replies == [{"id": n, "result": {"data": big}} for n in (1, 2)]
+    assert pool.created == 1 and pool.dropped == 1
+    assert pool.idle == 0 and pool.pooled_bytes == 0
 
 
 class Unencodable:
@@ -227,18 +238,23 @@ class Unencodable:
 async def test_an_unencodable_reply_still_gets_an_error_reply() -> None:
     settings = localagent.load_settings(overrides={"port": 0})
     mempool = Plugin()
-    plugins = {"mempool": mempool, "bad": Unencodable()}
+    plugins = {"mempool": mempool, "batching": Batching(), "bad": Unencodable()}
     async with localagent.Server.create(settings, extra_plugins=plugins, strict=True) as agent:
         async with await _raw(agent) as ws:
-            await ws.send(json.dumps({"id": 1, "type": "bad"}), text=True)
-            reply = json.loads(await ws.recv())
-            assert reply["id"] == 1 and reply["error"]["code"] == "internal_error"
-            await ws.send(json.dumps({"id": 2, "type": "ping"}), text=True)
-            assert json.loads(await ws.recv()) == {"id": 2, "result": {"pong": True}}
+            requests = [
+                {"id": 1, "type": "echo", "data": 1},
+                {"id": 2, "type": "bad"},
+                {"id": 3, "type": "echo", "data": 3},
+            ]
+            replies = sorted(await _exchange(ws, requests), key=lambda reply: reply["id"])
+            assert replies[0] == {"id": 1, "result": {"data": 1}}
+            assert replies[1]["id"] == 2 and replies[1]["error"]["code"] == "internal_error"
+            assert replies[2] == {"id": 3, "result": {"data": 3}}
+            await ws.send(json.dumps({"id": 4, "type": "ping"}), text=True)
+            assert json.loads(await ws.recv()) == {"id": 4, "result": {"pong": True}}
         pool = mempool.pool
-        assert (
-            pool.idle >= 1 and pool.created == pool.idle
-        )  # the failed encode gave its buffer back
+        # The batch frame that failed to encode gave its buffer back: nothing leaked.
+        assert pool.created >= 1 and pool.idle == pool.created
 
 
 @pytest.fixture

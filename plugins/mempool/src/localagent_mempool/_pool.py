@@ -36,6 +36,7 @@ class BufferPool:
 
     __slots__ = (
         "_free",
+        "_idle_ids",
         "_pooled_bytes",
         "created",
         "dropped",
@@ -59,6 +60,8 @@ class BufferPool:
         self.max_buffer = max_buffer
         #: Idle buffers by size class, most recently released last.
         self._free: dict[int, list[bytearray]] = {}
+        #: ``id()`` of every idle buffer: a buffer released twice is caught in O(1).
+        self._idle_ids: set[int] = set()
         self._pooled_bytes = 0
         self.created = 0
         self.reused = 0
@@ -94,6 +97,7 @@ class BufferPool:
             buffers = free.get(size_class)
             if buffers:
                 buffer = buffers.pop()
+                self._idle_ids.discard(id(buffer))
                 self._pooled_bytes -= buffer.__alloc__()
                 self.reused += 1
                 return buffer
@@ -102,9 +106,14 @@ class BufferPool:
 
     def release(self, buffer: bytearray) -> None:
         """Give ``buffer`` back: pooled if within the bounds, else left to be freed."""
+        key = id(buffer)
+        if key in self._idle_ids:
+            raise ValueError("this buffer is already in the pool (released twice)")
         allocated = buffer.__alloc__()
         size_class = _size_class(allocated)
-        buffers = self._free.setdefault(size_class, [])
+        buffers = self._free.get(size_class)
+        if buffers is None:
+            buffers = self._free[size_class] = []
         if (
             allocated > self.max_buffer
             or len(buffers) >= self.max_per_class
@@ -112,9 +121,8 @@ class BufferPool:
         ):
             self.dropped += 1
             return
-        if any(pooled is buffer for pooled in buffers):
-            raise ValueError("this buffer is already in the pool (released twice)")
         buffers.append(buffer)
+        self._idle_ids.add(key)
         self._pooled_bytes += allocated
 
     def stats(self) -> dict[str, int]:
