@@ -15,11 +15,6 @@ from ._defaults import DEFAULT_MAX_BUFFER, DEFAULT_MAX_PER_CLASS, DEFAULT_MAX_PO
 __all__ = ["BufferPool"]
 
 
-def _size_class(nbytes: int) -> int:
-    """The class of a buffer of ``nbytes``: floor(log2), at least :data:`MIN_CLASS`."""
-    return max(MIN_CLASS, nbytes.bit_length() - 1)
-
-
 class BufferPool:
     """Reusable buffers, bounded in count per class and in bytes overall.
 
@@ -91,26 +86,31 @@ class BufferPool:
         whatever was there: write it with ``encode_into`` (offset 0), which
         overwrites and sets its length, keeping the allocation.
         """
-        wanted = _size_class(size_hint)
+        # Runs once per frame, so kept to a few operations. A class is floor(log2(size)).
+        wanted = size_hint.bit_length() - 1
+        if wanted < MIN_CLASS:
+            wanted = MIN_CLASS
         free = self._free
-        for size_class in (wanted, wanted + 1):
-            buffers = free.get(size_class)
-            if buffers:
-                buffer = buffers.pop()
-                self._idle_ids.discard(id(buffer))
-                self._pooled_bytes -= buffer.__alloc__()
-                self.reused += 1
-                return buffer
+        buffers = free.get(wanted) or free.get(wanted + 1)
+        if buffers:
+            buffer = buffers.pop()
+            self._idle_ids.discard(id(buffer))
+            self._pooled_bytes -= buffer.__alloc__()
+            self.reused += 1
+            return buffer
         self.created += 1
         return bytearray(size_hint)
 
     def release(self, buffer: bytearray) -> None:
         """Give ``buffer`` back: pooled if within the bounds, else left to be freed."""
         key = id(buffer)
-        if key in self._idle_ids:
+        idle_ids = self._idle_ids
+        if key in idle_ids:
             raise ValueError("this buffer is already in the pool (released twice)")
         allocated = buffer.__alloc__()
-        size_class = _size_class(allocated)
+        size_class = allocated.bit_length() - 1
+        if size_class < MIN_CLASS:
+            size_class = MIN_CLASS
         buffers = self._free.get(size_class)
         if buffers is None:
             buffers = self._free[size_class] = []
@@ -122,7 +122,7 @@ class BufferPool:
             self.dropped += 1
             return
         buffers.append(buffer)
-        self._idle_ids.add(key)
+        idle_ids.add(key)
         self._pooled_bytes += allocated
 
     def stats(self) -> dict[str, int]:
