@@ -482,3 +482,16 @@ async def test_disabling_it_writes_one_message_per_frame_in_order() -> None:
     assert inner.frames[-1] == {"type": "batch", "messages": [msg(n) for n in range(7, 12)]}
     assert [m["id"] for m in inner.messages] == list(range(12))
     assert batcher.messages == 12
+
+
+async def test_send_with_room_returns_a_finished_awaitable() -> None:
+    inner = Inner(gated=True)
+    batcher = MessageBatcher(inner, max_batch=2, max_queue=2)
+    first, second = batcher.send(msg(1)), batcher.send(msg(2))
+    assert isinstance(first, asyncio.Future) and first.done() and second.done()
+    third = batcher.send(msg(3))  # no room: a coroutine that waits for it
+    assert asyncio.iscoroutine(third)
+    inner.gate.set()
+    await third
+    await batcher.flush()
+    assert [m["id"] for m in inner.messages] == [1, 2, 3]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from localagent_hookspecs import SendFunc
@@ -94,6 +94,7 @@ class MessageBatcher:
     """
 
     __slots__ = (
+        "_done",
         "_error",
         "_flushing",
         "_inner",
@@ -133,6 +134,8 @@ class MessageBatcher:
         #: Senders waiting for room, with their messages, first come first served.
         self._waiters: deque[tuple[Mapping[str, Any], asyncio.Future[None]]] = deque()
         self._writer: asyncio.Task[None] | None = None
+        #: A finished future: what ``send`` returns for a message it queued at once.
+        self._done: asyncio.Future[None] | None = None
         #: Set while the writer lingers; resolving it ends the linger.
         self._linger: asyncio.Future[None] | None = None
         self._flushing = 0
@@ -165,15 +168,47 @@ class MessageBatcher:
             "mean_batch_size": self.mean_batch_size,
         }
 
-    async def send(self, message: Mapping[str, Any]) -> None:
-        """Queue ``message``; return at once unless the queue is full.
+    def send(self, message: Mapping[str, Any]) -> Awaitable[None]:
+        """Queue ``message``; what it returns is already done unless the queue is full.
 
-        Raises:
+        Await the result, as with any send path. In the common case (room in
+        the queue, batching on) this appends and returns a finished future,
+        so a caller pays no coroutine per message; otherwise it returns a
+        coroutine that waits for room, or writes straight through when
+        batching is off, or raises.
+
+        Raises (when awaited):
             BatchSendError: A previous batched write failed (raised once; the
                 message given here is not queued).
             ConnectionError: A previous write found the connection closed
                 (raised from every later call).
         """
+        queue = self._queue
+        if (
+            self._error is not None
+            or not self.enabled
+            or self._waiters
+            or len(queue) >= self.max_queue
+        ):
+            return self._send_slowly(message)
+        queue.append(message)
+        if self._writer is None:
+            # The task's first step is scheduled with loop.call_soon: the next iteration.
+            loop = asyncio.get_running_loop()
+            self._writer = loop.create_task(self._write_all())
+            if self._done is not None and self._done.get_loop() is not loop:
+                self._done = None  # the batcher moved to another event loop
+        elif self._linger is not None and len(queue) >= self.max_batch:
+            _wake(self._linger)
+            self._linger = None  # woken: later sends need not wake it again
+        done = self._done
+        if done is None:
+            done = self._done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+        return done
+
+    async def _send_slowly(self, message: Mapping[str, Any]) -> None:
+        """``send`` when it cannot just queue: an error, batching off, or no room."""
         if self._error is not None:
             raise self._take_error()
         if not self.enabled and self._writer is None and not self._queue:
@@ -188,13 +223,9 @@ class MessageBatcher:
             self._waiters.append((message, room))
             await room  # resolved once the writer moved the message into the queue
             return
-        self._queue.append(message)
+        self._queue.append(message)  # batching off, but messages are ahead: keep the order
         if self._writer is None:
-            # The task's first step is scheduled with loop.call_soon: the next iteration.
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
-        elif self._linger is not None and len(self._queue) >= self.max_batch:
-            _wake(self._linger)
-            self._linger = None  # woken: later sends need not wake it again
 
     async def flush(self) -> None:
         """Write everything queued (and everything waiting for room), without lingering.
@@ -239,7 +270,11 @@ class MessageBatcher:
                 ):
                     await self._wait_to_fill()
                 count = min(len(queue), self.max_batch if enabled else 1)
-                batch = [queue.popleft() for _ in range(count)]
+                if count == len(queue):  # the common case: take everything, in C
+                    batch = list(queue)
+                    queue.clear()
+                else:
+                    batch = [queue.popleft() for _ in range(count)]
                 self._admit()
                 frame = batch[0] if count == 1 else {"type": "batch", "messages": batch}
                 try:
