@@ -604,7 +604,7 @@ class _BenchCommand(click.Command):
     cls=_BenchCommand, short_help="Measure the agent against bare baselines, area by area."
 )
 @click.argument("area", nargs=-1)
-@click.option("--quick", is_flag=True, help="Smaller workloads and 3 repetitions (under a minute).")
+@click.option("--quick", is_flag=True, help="Smaller workloads and 3 repetitions.")
 @click.option(
     "--json",
     "json_file",
