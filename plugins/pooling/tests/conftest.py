@@ -1,4 +1,4 @@
-"""Fixtures for the pooling plugin's tests: a private redis-server, an environment for agents."""
+"""Fixtures for the pooling plugin's tests (the private Redis comes from localagent.testing)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-from localagent.testing import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server(localagent_redis: RedisServer) -> RedisServer:
-    """The session's private redis-server (``localagent.testing``'s ``localagent_redis``)."""
-    return localagent_redis
-
-
-@pytest.fixture
-def redis_url(localagent_redis_url: str) -> str:
-    """Its URL, running and emptied for this test."""
-    return localagent_redis_url
 
 
 @pytest.fixture

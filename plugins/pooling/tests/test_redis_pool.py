@@ -23,43 +23,51 @@ def kv_clients(url: str) -> int:
 
 
 @pytest_asyncio.fixture
-async def pooled_agent(redis_url: str, localagent_config_dir: Any) -> AsyncIterator[Server]:
+async def pooled_agent(
+    localagent_redis_url: str, localagent_config_dir: Any
+) -> AsyncIterator[Server]:
     (localagent_config_dir / "config.toml").parent.mkdir(parents=True, exist_ok=True)
     (localagent_config_dir / "config.toml").write_text(
         "[plugins.pooling]\nredis_max_connections = 4\nredis_min_connections = 2\n"
     )
-    async with Server.create(port=0, redis=redis_url, options=["pooling"], strict=True) as server:
+    async with Server.create(
+        port=0, redis=localagent_redis_url, options=["pooling"], strict=True
+    ) as server:
         yield server
 
 
 async def test_the_plugin_hands_the_store_a_bounded_tuned_pool(
-    pooled_agent: Server, redis_url: str
+    pooled_agent: Server, localagent_redis_url: str
 ) -> None:
     store: Any = pooled_agent.runtime.store
     assert store.pipelining
     pool = store.pool
     assert type(pool).__name__ == "BlockingConnectionPool" and pool.max_connections == 4
     assert pool.connection_kwargs["health_check_interval"] == 30.0
-    assert kv_clients(redis_url) == 2  # pre-warmed
-    if await redis_version(redis_url, 2.0) < SETINFO_SINCE:  # trimmed where SETINFO fails
+    assert kv_clients(localagent_redis_url) == 2  # pre-warmed
+    if (
+        await redis_version(localagent_redis_url, 2.0) < SETINFO_SINCE
+    ):  # trimmed where SETINFO fails
         assert pool.connection_kwargs.get("driver_info", "absent") is None
 
 
 async def test_concurrent_kv_requests_stay_within_the_bound(
-    pooled_agent: Server, redis_url: str
+    pooled_agent: Server, localagent_redis_url: str
 ) -> None:
     async with Client(pooled_agent.url, pooled_agent.token_file.get()) as client:
         writes = [client.request("kv.set", {"key": f"k{n}", "value": n}) for n in range(300)]
         counts = [client.request("kv.incr", {"key": "n"}) for _ in range(300)]
         await asyncio.gather(*writes, *counts)
-        assert kv_clients(redis_url) <= 4
+        assert kv_clients(localagent_redis_url) <= 4
         values = await client.request("kv.mget", {"keys": [f"k{n}" for n in range(300)]})
         assert values == {"values": {f"k{n}": n for n in range(300)}}
         assert await client.request("kv.get", {"key": "n"}) == {"found": True, "value": 300}
 
 
-async def test_without_the_plugin_the_store_is_plainly_configured(redis_url: str) -> None:
-    async with Server.create(port=0, redis=redis_url) as server:
+async def test_without_the_plugin_the_store_is_plainly_configured(
+    localagent_redis_url: str,
+) -> None:
+    async with Server.create(port=0, redis=localagent_redis_url) as server:
         store: Any = server.runtime.store
         assert not store.pipelining
         assert type(store.pool).__name__ == "BlockingConnectionPool"
@@ -67,7 +75,7 @@ async def test_without_the_plugin_the_store_is_plainly_configured(redis_url: str
 
 
 async def test_redis_restart_fails_in_flight_requests_then_recovers(
-    pooled_agent: Server, redis_server: RedisServer
+    pooled_agent: Server, localagent_redis: RedisServer
 ) -> None:
     async with Client(pooled_agent.url, pooled_agent.token_file.get()) as client:
         await client.request("kv.set", {"key": "before", "value": 1})
@@ -82,12 +90,12 @@ async def test_redis_restart_fails_in_flight_requests_then_recovers(
                 n += 1
 
         loader = asyncio.create_task(load())
-        await asyncio.to_thread(redis_server.stop)
+        await asyncio.to_thread(localagent_redis.stop)
         # Down: a request gets a clear error reply, promptly.
         with pytest.raises(ReplyError) as caught:
             await client.request("kv.get", {"key": "before"})
         assert caught.value.code == "unavailable" and "Redis" in caught.value.message
-        await asyncio.to_thread(redis_server.start)
+        await asyncio.to_thread(localagent_redis.start)
         running = False
         await loader
         failures = [o for o in outcomes if isinstance(o, BaseException)]
@@ -101,20 +109,20 @@ async def test_redis_restart_fails_in_flight_requests_then_recovers(
 
 
 async def test_redis_down_at_start_leaves_the_store_working_later(
-    redis_server: RedisServer, localagent_config_dir: Any
+    localagent_redis: RedisServer, localagent_config_dir: Any
 ) -> None:
-    url = redis_server.url
-    redis_server.stop()
+    url = localagent_redis.url
+    localagent_redis.stop()
     try:
         async with Server.create(port=0, redis=url, options=["pooling"]) as server:
             store: Any = server.runtime.store
             assert not store.pipelining  # not tuned: Redis was unreachable
-            await asyncio.to_thread(redis_server.start)
+            await asyncio.to_thread(localagent_redis.start)
             async with Client(server.url, server.token_file.get()) as client:
                 assert await client.request("kv.set", {"key": "k", "value": 1}) == {"ok": True}
     finally:
-        if not redis_server.ping():
-            redis_server.start()
+        if not localagent_redis.ping():
+            localagent_redis.start()
 
 
 # -- configuration -----------------------------------------------------------------
