@@ -345,6 +345,9 @@ class AgentRuntime:
         self, connection: WebSocketConnection, message: Message, failed: HandlerFailed
     ) -> None:
         error = failed.error
+        if isinstance(error, SystemExit):
+            # sys.exit() in a handler is a plugin bug, not a request to stop the agent.
+            error = RuntimeError(f"the handler called sys.exit({error.code!r})")
         if not isinstance(error, Exception):
             raise error  # CancelledError, KeyboardInterrupt: not ours to swallow
         if not isinstance(error, MessageError):

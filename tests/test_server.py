@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -190,6 +191,27 @@ async def test_on_error_can_choose_the_reply() -> None:
         with pytest.raises(localagent.ReplyError) as caught:
             await client.request("boom")
     assert caught.value.code == "bad_value"
+
+
+async def test_a_handler_calling_sys_exit_gets_an_error_reply_not_a_stopped_agent() -> None:
+    class Exits:
+        @hookimpl(specname="on_message")
+        @handles("exit")
+        def exit(self) -> Any:
+            sys.exit(3)
+
+        @hookimpl(specname="on_message")
+        @handles("exit.later")
+        async def exit_later(self) -> Any:
+            sys.exit(4)
+
+    async with serving(plugins={"exits": Exits()}) as client:
+        for message_type in ("exit", "exit.later"):
+            with pytest.raises(localagent.ReplyError) as caught:
+                await client.request(message_type)
+            assert caught.value.code == "internal_error"
+            assert "RuntimeError" in caught.value.message
+        assert await client.request("ping") == {"pong": True}
 
 
 async def test_on_error_that_raises_does_not_break_the_server() -> None:
