@@ -194,10 +194,14 @@ class Dispatcher:
         result = self._call(route, index + 1, connection, message)
         return await result if is_pending(result) else result
 
-    async def _wrapped(self, route: Route, connection: Connection, message: Message) -> Any:
+    def _wrapped(self, route: Route, connection: Connection, message: Message) -> Any:
+        """Run the wrappers around the handlers: synchronously when the handler is.
+
+        Only an async handler makes this return a coroutine (the wrappers then
+        finish after it); a synchronous one is wrapped and answered at once,
+        with no task of its own.
+        """
         started: list[tuple[Generator[None, Any, Any], str | None]] = []
-        error: BaseException | None = None
-        result: Any = None
         try:
             for wrapper, plugin in zip(route.wrappers, route.wrapper_plugins, strict=True):
                 generator = wrapper(connection, message)
@@ -207,26 +211,44 @@ class Dispatcher:
                     raise HandlerFailed(plugin, exc) from exc
                 started.append((generator, plugin))
             result = self._call(route, 0, connection, message)
-            if is_pending(result):
-                result = await result
         except BaseException as exc:
-            error = exc
-        for generator, plugin in reversed(started):
-            try:
-                if error is not None:
-                    inner = error.error if isinstance(error, HandlerFailed) else error
-                    generator.throw(inner)
-                else:
-                    generator.send(result)
-                error = HandlerFailed(plugin, RuntimeError("on_message wrapper yielded twice"))
-            except StopIteration as stop:
-                result, error = stop.value, None
-            except BaseException as exc:
-                if not (isinstance(error, HandlerFailed) and exc is error.error):
-                    error = HandlerFailed(plugin, exc)
-        if error is not None:
-            raise error
-        return result
+            return _unwind(started, exc, None)
+        if is_pending(result):
+            return self._finish_wrapped(started, result)
+        return _unwind(started, None, result)
+
+    async def _finish_wrapped(
+        self, started: list[tuple[Generator[None, Any, Any], str | None]], pending: Any
+    ) -> Any:
+        try:
+            result = await pending
+        except BaseException as exc:
+            return _unwind(started, exc, None)
+        return _unwind(started, None, result)
+
+
+def _unwind(
+    started: list[tuple[Generator[None, Any, Any], str | None]],
+    error: BaseException | None,
+    result: Any,
+) -> Any:
+    """Resume the started wrappers, innermost first, with the result or the error."""
+    for generator, plugin in reversed(started):
+        try:
+            if error is not None:
+                inner = error.error if isinstance(error, HandlerFailed) else error
+                generator.throw(inner)
+            else:
+                generator.send(result)
+            error = HandlerFailed(plugin, RuntimeError("on_message wrapper yielded twice"))
+        except StopIteration as stop:
+            result, error = stop.value, None
+        except BaseException as exc:
+            if not (isinstance(error, HandlerFailed) and exc is error.error):
+                error = HandlerFailed(plugin, exc)
+    if error is not None:
+        raise error
+    return result
 
 
 def _unknown(message: Message) -> MessageError:
