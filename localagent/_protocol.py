@@ -75,22 +75,9 @@ class Invalid:
     reason: str
 
 
-#: ``Message(id, type, data)`` without the Python-level ``__new__`` of a NamedTuple.
+#: ``Message(id, type, data)`` without the Python-level ``__new__`` of a NamedTuple
+#: (parse_frame builds one per message).
 _new_message = tuple.__new__
-
-
-def _to_message(obj: object, *, in_batch: bool) -> Message | Invalid:
-    if type(obj) is dict:
-        msg_type = obj.get("type")
-        msg_id = obj.get("id")
-        if (
-            type(msg_type) is str
-            and 0 < len(msg_type) <= MAX_TYPE_LENGTH
-            and msg_type != BATCH
-            and (msg_id is None or type(msg_id) is str or _is_int64(msg_id))
-        ):
-            return _new_message(Message, (msg_id, msg_type, obj.get("data")))
-    return _invalid(obj, in_batch=in_batch)
 
 
 def _is_int64(value: object) -> bool:
@@ -98,8 +85,8 @@ def _is_int64(value: object) -> bool:
     return type(value) is int and -(2**63) <= value <= 2**64 - 1
 
 
-def _invalid(obj: object, *, in_batch: bool) -> Message | Invalid:
-    """The full checks, in order, for whatever the fast path in :func:`_to_message` refused."""
+def _to_message(obj: object, *, in_batch: bool) -> Message | Invalid:
+    """Check one decoded message in order; the first problem found is the reason given."""
     if type(obj) is not dict:
         return Invalid(None, INVALID_MESSAGE, "a message must be a JSON object")
     msg_id = obj.get("id")

@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.util import cache_from_source
 from pathlib import Path
 from typing import Any
@@ -43,22 +43,27 @@ BENCH_PAIRS_ATTRIBUTE = "bench_pairs"
 Pair = tuple[str, str, str]
 
 
+def _bench_plugins() -> Iterator[tuple[str, Any]]:
+    """(name, plugin object) of every installed plugin that imports."""
+    for spec in discover():
+        try:
+            yield spec.name, _import(spec.value)
+        except Exception:  # a broken plugin is `plugins list`'s business, not the bench's
+            continue
+
+
 def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     """Area name -> ``[(variant label, -p options), ...]`` for installed plugins."""
     variants: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    for spec in discover():
-        try:
-            plugin = _import(spec.value)
-        except Exception:  # a broken plugin is `plugins list`'s business, not the bench's
-            continue
+    for name, plugin in _bench_plugins():
         modes = dict(getattr(plugin, BENCH_MODES_ATTRIBUTE, {}))
         for area in getattr(plugin, BENCH_AREAS_ATTRIBUTE, ()):
             variants.setdefault(area, []).extend(
                 [
-                    (f"{spec.name} off", ("-p", f"no:{spec.name}")),
-                    (f"{spec.name} on", ("-p", spec.name, *modes.get("", ()))),
+                    (f"{name} off", ("-p", f"no:{name}")),
+                    (f"{name} on", ("-p", name, *modes.get("", ()))),
                     *(
-                        (f"{spec.name} on ({mode})", ("-p", spec.name, *args))
+                        (f"{name} on ({mode})", ("-p", name, *args))
                         for mode, args in modes.items()
                         if mode
                     ),
@@ -70,13 +75,9 @@ def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
 def plugin_pairs() -> dict[tuple[str, str], list[Pair]]:
     """``(plugin name, area)`` -> the plugin's cross-run pairs in that area."""
     pairs: dict[tuple[str, str], list[Pair]] = {}
-    for spec in discover():
-        try:
-            plugin = _import(spec.value)
-        except Exception:
-            continue
+    for name, plugin in _bench_plugins():
         for area, on_figure, off_figure, label in getattr(plugin, BENCH_PAIRS_ATTRIBUTE, ()):
-            pairs.setdefault((spec.name, area), []).append((on_figure, off_figure, label))
+            pairs.setdefault((name, area), []).append((on_figure, off_figure, label))
     return pairs
 
 
