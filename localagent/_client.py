@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from . import _codec
 from ._config import ENV_PREFIX, config_dir, load_settings
-from ._protocol import unbatch
+from ._protocol import batch_frames, unbatch
 from ._security import TokenFile, redacting_logger
 from .exceptions import ConnectFailed, ConnectionLost, HandshakeRejected, ReplyError
 
@@ -32,6 +32,9 @@ __all__ = [
 logger = logging.getLogger("localagent.client")
 
 URL_VARIABLE = ENV_PREFIX + "URL"
+#: Largest batch frame a coalescing :class:`Client` sends (well under any sane
+#: ``max_message_size`` of an agent); a larger message is sent alone.
+BATCH_BYTES = 16 * 1024
 TOKEN_VARIABLE = ENV_PREFIX + "TOKEN"
 
 
@@ -112,6 +115,10 @@ class Client:
             instead of dialling one; :meth:`aclose` gives it back.
         direct: Dial this client's own connection even when a connector
             factory is installed (a pool's own connections are made this way).
+        coalesce: Send the requests and notifications made in the same
+            event-loop iteration (say, by ``asyncio.gather``) as one batch
+            frame of at most :data:`BATCH_BYTES`, instead of a frame each.
+            The agent answers each member on its own, as if sent alone.
 
     Pooled clients: with a connector (given, or chosen by the factory that
     :meth:`set_connector_factory` installs, e.g. by the ``pooling`` plugin),
@@ -130,6 +137,7 @@ class Client:
         max_events: int = 10_000,
         connector: Connector | None = None,
         direct: bool = False,
+        coalesce: bool = True,
     ) -> None:
         self.url = url or default_url()
         self._token = token
@@ -137,6 +145,9 @@ class Client:
         self._max_message_size = max_message_size
         self._connector = connector
         self._direct = direct
+        self._coalesce = coalesce
+        #: Encoded messages waiting for this loop iteration's frame (see :meth:`_send`).
+        self._outbox: list[bytes] = []
         #: The borrowed connection, while a pooled client is open.
         self._lease: Client | None = None
         self._released = True  # a pooled client is not open yet
@@ -148,6 +159,7 @@ class Client:
         self._closed_error: ConnectionLost | None = None
         self._events: asyncio.Queue[Any] = asyncio.Queue(max_events)
         self._dropped_events = 0
+        self._writes: set[asyncio.Task[None]] = set()
 
     @classmethod
     def set_connector_factory(cls, factory: ConnectorFactory | None) -> ConnectorFactory | None:
@@ -346,14 +358,41 @@ class Client:
             await (await self._leased()).send_raw(frame)
             return
         ws = self._require_open()
-        try:
-            await ws.send(frame, text=True)
-        except ConnectionClosed:
-            raise self._lost() from None
+        if self._outbox:  # messages sent before this frame go before it
+            await self._write_outbox(ws)
+        await self._write(ws, frame)
 
     async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        encoded = _codec.dumps(message)  # an unencodable payload fails its own caller
+        if not self._coalesce:
+            await self._write(ws, encoded)
+            return
+        outbox = self._outbox
+        outbox.append(encoded)
+        if len(outbox) > 1:
+            return  # this iteration's first sender writes it; a lost connection fails its reply
+        # The first sender of this iteration writes the frame: it yields once, so the
+        # requests already scheduled to run in this iteration (the callers woken by
+        # one batch of replies, an asyncio.gather) join the outbox first.
         try:
-            await ws.send(_codec.dumps(message), text=True)
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            # Cancelled while yielding: the others' messages still go out.
+            task = asyncio.get_running_loop().create_task(self._write_outbox(ws))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+            raise
+        await self._write_outbox(ws)
+
+    async def _write_outbox(self, ws: ClientConnection) -> None:
+        """Write the outbox: one frame per :data:`BATCH_BYTES`, a lone message as itself."""
+        outbox, self._outbox = self._outbox, []
+        for frame in batch_frames(outbox, BATCH_BYTES):
+            await self._write(ws, frame)
+
+    async def _write(self, ws: ClientConnection, frame: bytes | str) -> None:
+        try:
+            await ws.send(frame, text=True)
         except ConnectionClosed:
             raise self._lost() from None
 

@@ -11,7 +11,7 @@ carry the request's ``id`` and either ``result`` or ``error`` (``code``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import attrs
@@ -28,6 +28,7 @@ __all__ = [
     "Invalid",
     "Message",
     "batch_frame",
+    "batch_frames",
     "error_reply",
     "parse_frame",
     "result_reply",
@@ -165,6 +166,29 @@ def error_reply(
 def batch_frame(messages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Wrap outbound messages in one batch frame."""
     return {"type": BATCH, "messages": list(messages)}
+
+
+_BATCH_HEAD, _BATCH_TAIL = b'{"type":"%s","messages":[' % BATCH.encode(), b"]}"
+_BATCH_OVERHEAD = _BATCH_HEAD + _BATCH_TAIL
+
+
+def batch_frames(encoded: Sequence[bytes], max_bytes: int) -> Iterator[bytes]:
+    """Frames carrying ``encoded`` messages (JSON, in order): batch frames of at most
+    ``max_bytes``, and a message alone as its own frame (also one too big to share)."""
+    start, size = 0, 0
+    for end, message in enumerate(encoded):
+        if end > start and size + len(message) + 1 > max_bytes - len(_BATCH_OVERHEAD):
+            yield _joined(encoded[start:end])
+            start, size = end, 0
+        size += len(message) + 1
+    if start < len(encoded):
+        yield _joined(encoded[start:])
+
+
+def _joined(encoded: Sequence[bytes]) -> bytes:
+    if len(encoded) == 1:
+        return encoded[0]
+    return _BATCH_HEAD + b",".join(encoded) + _BATCH_TAIL
 
 
 def unbatch(obj: Any) -> list[Any]:

@@ -8,8 +8,9 @@ written by ``set`` can be incremented by ``incr`` and read back by anyone.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -132,6 +133,14 @@ class RedisStore:
             TimeoutError,
         )
         self._response_error = redis.exceptions.ResponseError
+        self._timeout = timeout
+        self._hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = None
+        try:  # hiredis (redis-py's C parser, in the ``redis`` extra) also packs in C
+            from hiredis import pack_command
+
+            self._hiredis_pack = pack_command
+        except ImportError:  # redis-py's own packer then
+            pass
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -219,14 +228,7 @@ class RedisStore:
     async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             with self._guard():
-                if len(batch) == 1:
-                    command = self._redis.execute_command  # untyped in redis-py
-                    results = [await command(*batch[0][0])]  # type: ignore[no-untyped-call]
-                else:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for args, _future in batch:
-                            pipe.execute_command(*args)
-                        results = await pipe.execute(raise_on_error=False)
+                results = await self._pipeline([args for args, _future in batch])
         except BaseException as exc:
             for _args, future in batch:
                 if not future.done():
@@ -241,6 +243,44 @@ class RedisStore:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write on one pooled connection; their raw replies.
+
+        Leaner than a redis-py ``Pipeline`` (no command stack, no reply
+        callbacks, one timeout for the whole exchange instead of one per
+        reply): the store needs only the raw replies. An error reply is
+        returned as its exception, in its place. A dropped connection is
+        retried once, like any command of the pool (:meth:`retry`).
+        """
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            return await connection.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: self._exchange(connection, commands),
+                lambda _error: connection.disconnect(),
+            )
+        finally:
+            await pool.release(connection)
+
+    def _pack(self, connection: Any, commands: list[tuple[Any, ...]]) -> bytes | list[bytes]:
+        """The commands in RESP: hiredis packs in C when it is installed (the ``redis`` extra)."""
+        if self._hiredis_pack is None:
+            return connection.pack_commands(commands)  # type: ignore[no-any-return]
+        return b"".join(map(self._hiredis_pack, commands))
+
+    async def _exchange(self, connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        results: list[Any] = []
+        async with asyncio.timeout(self._timeout):
+            await connection.send_packed_command(self._pack(connection, commands))
+            for _command in commands:
+                try:
+                    # math.inf: no timer of its own per reply (redis-py >= 8 skips
+                    # it); the exchange as a whole has one.
+                    results.append(await connection.read_response(timeout=math.inf))
+                except self._response_error as exc:
+                    results.append(exc)
+        return results
 
     async def get(self, key: str, default: Any = None) -> Any:
         raw = await self._command("GET", KEY_PREFIX + key)

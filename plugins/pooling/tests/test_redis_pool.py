@@ -64,6 +64,23 @@ async def test_concurrent_kv_requests_stay_within_the_bound(
         assert await client.request("kv.get", {"key": "n"}) == {"found": True, "value": 300}
 
 
+async def test_an_error_reply_in_a_pipeline_fails_only_its_own_request(
+    pooled_agent: Server,
+) -> None:
+    async with Client(pooled_agent.url, pooled_agent.token_file.get()) as client:
+        await client.request("kv.set", {"key": "text", "value": "abc"})
+        calls = []
+        for n in range(30):  # one frame, so the commands share pipelines
+            calls.append(client.request("kv.set", {"key": f"m{n}", "value": n}))
+            calls.append(client.request("kv.incr", {"key": "text" if n == 15 else "counter"}))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and results.index(failures[0]) == 31
+    assert isinstance(failures[0], ReplyError) and failures[0].code == "not_an_integer"
+    counters = sorted(r["value"] for r in results[1::2] if not isinstance(r, BaseException))
+    assert counters == list(range(1, 30))
+
+
 async def test_without_the_plugin_the_store_is_plainly_configured(
     localagent_redis_url: str,
 ) -> None:
