@@ -7,10 +7,8 @@ written by ``set`` can be incremented by ``incr`` and read back by anyone.
 
 from __future__ import annotations
 
-import asyncio
-import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -18,6 +16,7 @@ from urllib.parse import urlsplit
 from localagent_hookspecs import KeyValueStore, MessageError
 
 from . import _codec
+from ._autopipeline import AutoPipeline
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -133,14 +132,6 @@ class RedisStore:
             TimeoutError,
         )
         self._response_error = redis.exceptions.ResponseError
-        self._timeout = timeout
-        self._hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = None
-        try:  # hiredis (redis-py's C parser, in the ``redis`` extra) also packs in C
-            from hiredis import pack_command
-
-            self._hiredis_pack = pack_command
-        except ImportError:  # redis-py's own packer then
-            pass
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -154,9 +145,7 @@ class RedisStore:
         # Auto-pipelining (when on): commands issued in the same event-loop
         # iteration go to Redis as one pipeline (one write, one read) instead
         # of one round trip each. Concurrent requests are the common case.
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._flush_scheduled = False
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._pipeline = AutoPipeline(lambda: self._redis.connection_pool, timeout=timeout)
 
     @staticmethod
     def retry() -> Any:
@@ -208,79 +197,10 @@ class RedisStore:
 
     async def _command(self, *args: Any) -> Any:
         """Run one command (pipelined with the others of this loop iteration, if on)."""
-        if not self.pipelining:
-            with self._guard():
+        with self._guard():
+            if not self.pipelining:
                 return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((args, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        return await future
-
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            with self._guard():
-                results = await self._pipeline([args for args, _future in batch])
-        except BaseException as exc:
-            for _args, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_args, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one write on one pooled connection; their raw replies.
-
-        Leaner than a redis-py ``Pipeline`` (no command stack, no reply
-        callbacks, one timeout for the whole exchange instead of one per
-        reply): the store needs only the raw replies. An error reply is
-        returned as its exception, in its place. A dropped connection is
-        retried once, like any command of the pool (:meth:`retry`).
-        """
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            return await connection.retry.call_with_retry(  # type: ignore[no-any-return]
-                lambda: self._exchange(connection, commands),
-                lambda _error: connection.disconnect(),
-            )
-        finally:
-            await pool.release(connection)
-
-    def _pack(self, connection: Any, commands: list[tuple[Any, ...]]) -> bytes | list[bytes]:
-        """The commands in RESP: hiredis packs in C when it is installed (the ``redis`` extra)."""
-        if self._hiredis_pack is None:
-            return connection.pack_commands(commands)  # type: ignore[no-any-return]
-        return b"".join(map(self._hiredis_pack, commands))
-
-    async def _exchange(self, connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-        results: list[Any] = []
-        async with asyncio.timeout(self._timeout):
-            await connection.send_packed_command(self._pack(connection, commands))
-            for _command in commands:
-                try:
-                    # math.inf: no timer of its own per reply (redis-py >= 8 skips
-                    # it); the exchange as a whole has one.
-                    results.append(await connection.read_response(timeout=math.inf))
-                except self._response_error as exc:
-                    results.append(exc)
-        return results
+            return await self._pipeline(*args)
 
     async def get(self, key: str, default: Any = None) -> Any:
         raw = await self._command("GET", KEY_PREFIX + key)
@@ -330,8 +250,7 @@ class RedisStore:
             await self._redis.ping()
 
     async def aclose(self) -> None:
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        await self._pipeline.aclose()
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()
 
