@@ -191,16 +191,21 @@ class RedisStore:
         try:
             yield
         except self._errors as exc:
-            raise MessageError(
-                UNAVAILABLE, f"the store (Redis at {_safe_url(self.url)}) is unavailable: {exc}"
-            ) from exc
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: BaseException) -> MessageError:
+        return MessageError(
+            UNAVAILABLE, f"the store (Redis at {_safe_url(self.url)}) is unavailable: {exc}"
+        )
 
     async def _command(self, *args: Any) -> Any:
         """Run one command (pipelined with the others of this loop iteration, if on)."""
-        with self._guard():
+        try:  # _guard(), inlined: this runs for every kv request
             if not self.pipelining:
                 return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
             return await self._pipeline(*args)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
 
     async def get(self, key: str, default: Any = None) -> Any:
         raw = await self._command("GET", KEY_PREFIX + key)

@@ -37,6 +37,11 @@ def arguments(message: Message, *allowed: str) -> dict[str, Any]:
     data = {} if message.data is None else message.data
     if not isinstance(data, dict):
         raise MessageError(BAD_REQUEST, f"{message.type}: data must be a JSON object")
+    for key in data:  # the common case, with no set built: every key is allowed
+        if key not in allowed:
+            break
+    else:
+        return data
     unknown = sorted(set(data) - set(allowed))
     if unknown:
         raise MessageError(
