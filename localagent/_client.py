@@ -305,6 +305,7 @@ class Client:
         *,
         timeout: float | None = None,
         on_event: Callable[[Any], None] | None = None,
+        to: str | None = None,
     ) -> Any:
         """Send one request and return its ``result``.
 
@@ -315,6 +316,8 @@ class Client:
             on_event: Called with each message the agent sends with this
                 request's id before the final reply (e.g. streamed ``exec``
                 output); without it they go to :attr:`events`.
+            to: Address it to another agent or client of the agent's cluster
+                (the envelope's ``"to"``, see docs/cluster.md).
 
         Raises:
             ReplyError: The agent answered with an error.
@@ -323,7 +326,7 @@ class Client:
         """
         if self._connector is not None:
             lease = await self._leased()
-            return await lease.request(type, data, timeout=timeout, on_event=on_event)
+            return await lease.request(type, data, timeout=timeout, on_event=on_event, to=to)
         ws = self._require_open()
         msg_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -331,7 +334,10 @@ class Client:
         if on_event is not None:
             self._listeners[msg_id] = on_event
         try:
-            await self._send(ws, {"id": msg_id, "type": type, "data": data})
+            message = {"id": msg_id, "type": type, "data": data}
+            if to is not None:
+                message["to"] = to
+            await self._send(ws, message)
             reply = await asyncio.wait_for(future, timeout) if timeout else await future
         finally:
             self._pending.pop(msg_id, None)
@@ -345,12 +351,18 @@ class Client:
             )
         return reply.get("result")
 
-    async def notify(self, type: str, data: Any = None) -> None:
-        """Send a message without an id: it is handled, but only errors are answered."""
+    async def notify(self, type: str, data: Any = None, *, to: str | None = None) -> None:
+        """Send a message without an id: it is handled, but only errors are answered.
+
+        ``to`` addresses it as in :meth:`request`.
+        """
         if self._connector is not None:
-            await (await self._leased()).notify(type, data)
+            await (await self._leased()).notify(type, data, to=to)
             return
-        await self._send(self._require_open(), {"type": type, "data": data})
+        message = {"type": type, "data": data}
+        if to is not None:
+            message["to"] = to
+        await self._send(self._require_open(), message)
 
     async def send_raw(self, frame: bytes | str) -> None:
         """Send one frame as it is (for tests and tools that speak the protocol directly)."""

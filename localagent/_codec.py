@@ -42,6 +42,8 @@ _decoder = msgspec.json.Decoder()
 #: too; msgspec cannot bound those, so they take the loose path in _protocol.)
 _Id = str | Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None
 _Type = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TYPE_LENGTH)]
+#: A message's address (``"to"``): a non-empty string, or absent.
+_To = Annotated[str, msgspec.Meta(min_length=1)] | None
 
 
 class Envelope(msgspec.Struct, gc=False):
@@ -54,6 +56,7 @@ class Envelope(msgspec.Struct, gc=False):
     type: _Type
     id: _Id = None
     data: Any = None
+    to: _To = None
 
 
 class Frame(msgspec.Struct, gc=False):
@@ -62,6 +65,7 @@ class Frame(msgspec.Struct, gc=False):
     type: _Type
     id: _Id = None
     data: Any = None
+    to: _To = None
     messages: list[Envelope] | None = None
 
 

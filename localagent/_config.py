@@ -143,6 +143,23 @@ def _redis_url(value: Any) -> str | None:
     return value
 
 
+def _cluster_name(value: Any) -> str | None:
+    """A cluster name: key-safe (it goes inside Redis hash tags), or empty for none."""
+    if value is None or value == "":
+        return None
+    from ._cluster import check_cluster_name  # the cluster's naming rules live there
+
+    return check_cluster_name(_str(value))
+
+
+def _agent_name(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    from ._cluster import check_agent_name
+
+    return check_agent_name(_str(value))
+
+
 @attrs.frozen(kw_only=True)
 class AgentSettings:
     """The ``[agent]`` table: what the agent works on.
@@ -152,10 +169,19 @@ class AgentSettings:
             (default: ``workspace`` in the platform's user data dir).
         redis: A Redis URL for the key-value store; ``None`` keeps state in
             process memory (the embedded default, nothing to install).
+        cluster: The name of the cluster of agents sharing ``redis`` that this
+            agent joins (docs/cluster.md); ``None``: no cluster.
+        cluster_agent: This agent's name in the cluster (default: the
+            ``host:port`` it listens on).
+        cluster_timeout: Seconds a message routed to another agent waits
+            for its reply before the sender gets a ``timeout`` error.
     """
 
     workspace: Path = attrs.field(factory=_default_workspace, converter=_path)
     redis: str | None = attrs.field(default=None, converter=_redis_url)
+    cluster: str | None = attrs.field(default=None, converter=_cluster_name)
+    cluster_agent: str | None = attrs.field(default=None, converter=_agent_name)
+    cluster_timeout: float = attrs.field(default=30.0, converter=_float, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -298,6 +324,11 @@ def load_settings(
         by_table[table][key] = value
     server = _table_from("server", document.get("server", {}), environ, by_table["server"], path)
     agent = _table_from("agent", document.get("agent", {}), environ, by_table["agent"], path)
+    if agent.cluster is not None and agent.redis is None:
+        raise ConfigError(
+            f"cluster {agent.cluster!r} needs Redis: give a URL with --redis, "
+            f"{ENV_PREFIX}REDIS or [agent] redis"
+        )
     return Settings(config_dir=directory, server=server, agent=agent, plugins=plugin_tables)
 
 

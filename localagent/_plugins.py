@@ -86,6 +86,7 @@ BUILTIN_PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("kv", "localagent.builtin.kv:Plugin", builtin=True),
     PluginSpec("fs", "localagent.builtin.fs:Plugin", builtin=True),
     PluginSpec("exec", "localagent.builtin.exec:Plugin", builtin=True),
+    PluginSpec("cluster", "localagent.builtin.cluster:Plugin", builtin=True),
 )
 
 

@@ -3,7 +3,8 @@
 Pure code, no I/O: the transport hands frames in and sends what comes out, and
 unit tests drive it without sockets.
 
-Inbound, a frame is one JSON object ``{"id", "type", "data"}`` or a batch
+Inbound, a frame is one JSON object ``{"id", "type", "data"}`` (and an optional
+address ``"to"``, see docs/cluster.md) or a batch
 frame ``{"type": "batch", "messages": [...]}`` carrying such objects. Replies
 carry the request's ``id`` and either ``result`` or ``error`` (``code``,
 ``message`` and optional ``details``). Any receiver unbatches batch frames.
@@ -54,11 +55,14 @@ class Message(NamedTuple):
         id: Correlation id (``str`` or ``int``), ``None`` for a notification.
         type: Message type, a non-empty string.
         data: Payload, any JSON value (``None`` when absent).
+        to: Where the message is addressed (another agent or peer of a
+            cluster), ``None`` for this agent.
     """
 
     id: str | int | None
     type: str
     data: Any = None
+    to: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -76,7 +80,7 @@ class Invalid:
     reason: str
 
 
-#: ``Message(id, type, data)`` without the Python-level ``__new__`` of a NamedTuple
+#: ``Message(id, type, data, to)`` without the Python-level ``__new__`` of a NamedTuple
 #: (parse_frame builds one per message).
 _new_message = tuple.__new__
 
@@ -101,7 +105,10 @@ def _to_message(obj: object, *, in_batch: bool) -> Message | Invalid:
     if msg_type == BATCH:
         reason = "batch frames cannot be nested" if in_batch else "'messages' must be a list"
         return Invalid(msg_id, INVALID_MESSAGE, reason)
-    return Message(msg_id, msg_type, obj.get("data"))
+    to = obj.get("to")
+    if to is not None and (not isinstance(to, str) or not to):
+        return Invalid(msg_id, INVALID_MESSAGE, "'to' must be a non-empty string or absent")
+    return Message(msg_id, msg_type, obj.get("data"), to)
 
 
 def parse_frame(frame: bytes | bytearray | memoryview | str) -> list[Message | Invalid]:
@@ -123,12 +130,12 @@ def parse_frame(frame: bytes | bytearray | memoryview | str) -> list[Message | I
         return _parse_loosely(frame)  # some part is wrong: find which, item by item
     new = _new_message
     if decoded.type != BATCH:
-        return [new(Message, (decoded.id, decoded.type, decoded.data))]
+        return [new(Message, (decoded.id, decoded.type, decoded.data, decoded.to))]
     members = decoded.messages
     if members is None:
         return [Invalid(decoded.id, INVALID_MESSAGE, "'messages' must be a list")]
     return [
-        new(Message, (member.id, member.type, member.data))
+        new(Message, (member.id, member.type, member.data, member.to))
         if member.type != BATCH
         else Invalid(member.id, INVALID_MESSAGE, "batch frames cannot be nested")
         for member in members

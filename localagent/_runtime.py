@@ -13,10 +13,17 @@ import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import CoroutineType
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
-from localagent_hookspecs import Connection, KeyValueStore, Message, MessageError, Stage
+from localagent_hookspecs import (
+    Connection,
+    KeyValueStore,
+    Message,
+    MessageError,
+    SendFunc,
+    Stage,
+)
 from pluggy import HookImpl
 from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
@@ -31,11 +38,17 @@ from ._protocol import Message as Parsed
 from ._stores import open_store
 from .exceptions import ConfigError, ConnectionLost, PluginError
 
-__all__ = ["AgentRuntime", "ErrorContext"]
+__all__ = ["AgentRuntime", "ErrorContext", "Replying"]
 
 logger = logging.getLogger("localagent")
 
 INTERNAL_ERROR_CLOSE = 1011
+
+
+class Replying(Connection, Protocol):
+    """A connection the runtime replies on: its send path is what ``send`` calls."""
+
+    send_path: SendFunc
 
 
 @attrs.frozen
@@ -76,6 +89,9 @@ class AgentRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_in_flight = settings.server.max_in_flight
         self._store: KeyValueStore | None = None
+        #: ``ws://host:port`` once a server listens for this runtime (see :meth:`listening`).
+        self.url: str | None = None
+        self._listening = asyncio.Event()
         self._logged_failures: set[tuple[str | None, str, type[BaseException]]] = set()
 
     # -- the Agent protocol ------------------------------------------------
@@ -117,6 +133,17 @@ class AgentRuntime:
             self.report(task.exception(), ErrorContext("transport"))  # type: ignore[arg-type]
 
     # -- lifecycle ---------------------------------------------------------
+
+    def listening(self, url: str) -> None:
+        """Record where the server listens (``ws://host:port``); called once it does."""
+        self.url = url
+        self._listening.set()
+
+    async def wait_listening(self) -> str:
+        """Wait until a server listens for this runtime; return its ``ws://host:port``."""
+        await self._listening.wait()
+        assert self.url is not None
+        return self.url
 
     async def start(self) -> None:
         """Run every plugin's ``on_load`` concurrently and record its time.
@@ -233,6 +260,11 @@ class AgentRuntime:
         self.connections.add(connection)
         in_flight = asyncio.Semaphore(self._max_in_flight)
         pending: set[asyncio.Task[None]] = set()
+
+        def forget(task: asyncio.Task[None]) -> None:
+            pending.discard(task)
+            self.in_flight.discard(task)
+
         try:
             await self.run_on_connect(connection)
             dispatch = self.dispatcher.dispatch
@@ -260,9 +292,8 @@ class AgentRuntime:
                             self._finish(connection, item, result, in_flight)
                         )
                         pending.add(task)
-                        task.add_done_callback(pending.discard)
                         self.in_flight.add(task)
-                        task.add_done_callback(self.in_flight.discard)
+                        task.add_done_callback(forget)
                     elif item.id is not None:
                         reply = {"id": item.id, "result": result}
                         try:  # the common case, inline: no extra coroutine per reply
@@ -294,20 +325,48 @@ class AgentRuntime:
         in_flight: asyncio.Semaphore,
     ) -> None:
         try:
-            try:
-                result = await pending
-            except HandlerFailed as failed:
-                await self._fail(connection, message, failed)
-            else:
-                if message.id is not None:
-                    await self._reply(connection, message, {"id": message.id, "result": result})
+            await self._complete(connection, message, pending)
         except ConnectionLost:
             pass  # the client went away; nobody is left to answer
         finally:
             in_flight.release()
 
+    async def handle(self, connection: Replying, message: Message) -> None:
+        """Handle one message that did not arrive on a socket of this process, and reply.
+
+        The path :meth:`serve` takes for each message (dispatch, ``on_error``,
+        the reply through ``connection.send_path``), for a connection that
+        stands for a sender elsewhere (the ``cluster`` plugin's remote senders).
+
+        Raises:
+            ConnectionLost: The reply could not be handed to ``connection``.
+        """
+        try:
+            result = self.dispatcher.dispatch(connection, message)
+        except HandlerFailed as failed:
+            await self._fail(connection, message, failed)
+            return
+        await self._complete(connection, message, result)
+
+    async def _complete(self, connection: Replying, message: Message, result: Any) -> None:
+        """Await a pending handler result, then send the reply (or the error reply)."""
+        if type(result) is CoroutineType:
+            try:
+                result = await result
+            except HandlerFailed as failed:
+                await self._fail(connection, message, failed)
+                return
+        if message.id is not None:
+            reply = {"id": message.id, "result": result}
+            try:  # _reply(), inlined: one coroutine less per async message
+                await connection.send_path(reply)
+            except ConnectionLost:
+                raise
+            except Exception as exc:
+                await self._send_failed(connection, message, reply, exc)
+
     async def _reply(
-        self, connection: WebSocketConnection, message: Message | None, reply: dict[str, Any]
+        self, connection: Replying, message: Message | None, reply: dict[str, Any]
     ) -> None:
         """Send a reply through the connection's send path (see :meth:`_send_failed`)."""
         try:
@@ -319,7 +378,7 @@ class AgentRuntime:
 
     async def _send_failed(
         self,
-        connection: WebSocketConnection,
+        connection: Replying,
         message: Message | None,
         reply: dict[str, Any],
         error: Exception,
@@ -341,9 +400,7 @@ class AgentRuntime:
             logger.error("send path of %s failed; replying directly", connection.id, exc_info=error)
         await connection.send_frame(_codec.dumps(reply))
 
-    async def _fail(
-        self, connection: WebSocketConnection, message: Message, failed: HandlerFailed
-    ) -> None:
+    async def _fail(self, connection: Replying, message: Message, failed: HandlerFailed) -> None:
         error = failed.error
         if isinstance(error, SystemExit):
             # sys.exit() in a handler is a plugin bug, not a request to stop the agent.

@@ -144,6 +144,7 @@ class Server:
             raise ConfigError(
                 f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}"
             ) from None
+        self.runtime.listening(self.url)
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         headers = request.headers

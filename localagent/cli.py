@@ -115,6 +115,16 @@ def main(config_dir: str | None) -> None:
     help="Keep kv state in Redis at URL (redis://host:port/db) instead of memory.",
 )
 @click.option(
+    "--cluster",
+    metavar="NAME",
+    help="Join the cluster NAME of agents sharing the Redis of --redis (docs/cluster.md).",
+)
+@click.option(
+    "--cluster-agent",
+    metavar="NAME",
+    help="This agent's name in the cluster (default: the host:port it listens on).",
+)
+@click.option(
     "--set",
     "plugin_settings",
     multiple=True,
@@ -159,6 +169,8 @@ def serve(
     plugin_options: tuple[str, ...],
     workspace: str | None,
     redis: str | None,
+    cluster: str | None,
+    cluster_agent: str | None,
     plugin_settings: tuple[str, ...],
     batch_size: int | None,
     batch_interval: float | None,
@@ -175,6 +187,8 @@ def serve(
         "allow_remote": allow_remote,
         "workspace": workspace,
         "redis": redis,
+        "cluster": cluster,
+        "cluster_agent": cluster_agent,
     }
     if origins:
         overrides["origins"] = origins
@@ -258,6 +272,11 @@ async def _serve(
         f"  plugins: {', '.join(loaded) or '(none)'}",
         err=True,
     )
+    cluster = settings.agent.cluster
+    info = server.runtime.plugins.info("cluster")
+    if cluster is not None and info is not None and info.registered:
+        name = settings.agent.cluster_agent or server.url.removeprefix("ws://")
+        click.echo(f"  cluster: {cluster} (agent {name})", err=True)
     try:
         await stop.wait()
     finally:
@@ -291,7 +310,12 @@ def _load_summary(info: PluginInfo) -> str:
     show_default=True,
     help="Seconds to wait for the reply.",
 )
-def send(type: str, data: str | None, url: str | None, timeout: float) -> None:
+@click.option(
+    "--to",
+    metavar="ADDRESS",
+    help="Address the message to another agent or client of the cluster (docs/cluster.md).",
+)
+def send(type: str, data: str | None, url: str | None, timeout: float, to: str | None) -> None:
     """Send one message of TYPE with optional JSON DATA and print the reply.
 
     Messages the agent sends for this request before the reply (streamed
@@ -311,17 +335,21 @@ def send(type: str, data: str | None, url: str | None, timeout: float) -> None:
             ) from None
     import asyncio
 
-    result = asyncio.run(_send(url, type, payload, timeout))
+    result = asyncio.run(_send(url, type, payload, timeout, to))
     click.echo(_pretty(result))
 
 
-async def _send(url: str | None, message_type: str, data: Any, timeout: float) -> Any:
+async def _send(
+    url: str | None, message_type: str, data: Any, timeout: float, to: str | None
+) -> Any:
     from ._client import Client
     from .exceptions import ConnectFailed, ConnectionLost, ReplyError
 
     try:
         async with Client(url) as client:
-            return await client.request(message_type, data, timeout=timeout, on_event=_print_event)
+            return await client.request(
+                message_type, data, timeout=timeout, on_event=_print_event, to=to
+            )
     except ReplyError as exc:
         click.echo(f"Error: {exc.code}: {exc.message}", err=True)
         sys.exit(EXIT_REPLY_ERROR)
@@ -558,6 +586,64 @@ def plugins_cache_clear() -> None:
         )
     removed = cache.clear()
     click.echo(f"removed {removed} manifest file(s) from {os.path.dirname(cache.path)}")
+
+
+# -- cluster ---------------------------------------------------------------
+
+
+@main.group()
+def cluster() -> None:
+    """Inspect the cluster of agents sharing Redis (serve --cluster NAME)."""
+
+
+@cluster.command("status")
+@click.option("--redis", metavar="URL", help="The cluster's Redis (default: the configured one).")
+@click.option(
+    "--cluster", "name", metavar="NAME", help="The cluster (default: the configured one)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per agent.")
+def cluster_status(redis: str | None, name: str | None, as_json: bool) -> None:
+    """List the cluster's agents: state, URL, pid, last heartbeat, inbox backlog, peers.
+
+    An agent is "up" while its heartbeat is recent, "down" when it stopped
+    without leaving (its queued messages wait for it to come back). INBOX is
+    the length of its stream, PENDING the entries it read and has not
+    answered yet, LAG those it has not read yet.
+    """
+    settings = load_settings(overrides={"redis": redis})
+    url = settings.agent.redis
+    if name is None:
+        name = settings.agent.cluster
+    if name is None:
+        raise click.UsageError("no cluster is configured: pass --cluster NAME")
+    if url is None:
+        raise click.UsageError("no Redis is configured: pass --redis URL")
+    from ._cluster import check_cluster_name, safe_url
+    from ._cluster._status import read_status, render_table
+
+    try:
+        check_cluster_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--cluster'") from None
+    try:
+        import redis as redis_py
+    except ImportError:
+        raise click.ClickException(
+            "redis-py is not installed; install the extra: pip install 'localagent[redis]'"
+        ) from None
+    try:
+        agents = read_status(url, name)
+    except redis_py.exceptions.RedisError as exc:
+        raise click.ClickException(
+            f"cannot read the cluster from Redis at {safe_url(url)}: {exc}"
+        ) from None
+    if as_json:
+        click.echo(_pretty({"cluster": name, "agents": [agent.to_json() for agent in agents]}))
+        return
+    if not agents:
+        click.echo(f"No agents are registered in cluster {name!r}.")
+        return
+    click.echo(render_table(agents))
 
 
 # -- token -----------------------------------------------------------------

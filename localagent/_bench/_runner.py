@@ -185,7 +185,7 @@ def run_bench(
 
         async def run_all() -> None:
             redis: tuple[str | None, str | None] = (None, "the redis area was not requested")
-            if any(area.name in ("redis", "pooling") for area in areas):
+            if any(area.name in ("redis", "pooling", "cluster") for area in areas):
                 redis = await _redis(redis_url, workdir, cleanups)
             for area in areas:
                 for label, options in variants.get(area.name, [(None, ())]):

@@ -44,6 +44,11 @@ class Message(Protocol):
             reply; ``None`` for a notification that expects no reply.
         type: The message type, e.g. ``"ping"`` or ``"fs.read"``.
         data: The JSON payload (any JSON value; ``None`` when absent).
+        to: The address the client gave (``"to"``: another agent or peer of
+            a cluster, or ``"*"``), ``None`` when it gave none. With
+            ``serve --cluster``, the built-in ``cluster`` plugin forwards a
+            message addressed elsewhere before any other handler sees it,
+            so handlers see only messages meant for this agent.
     """
 
     @property
@@ -54,6 +59,9 @@ class Message(Protocol):
 
     @property
     def data(self) -> Any: ...
+
+    @property
+    def to(self) -> str | None: ...
 
 
 class Connection(Protocol):

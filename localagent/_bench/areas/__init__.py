@@ -36,6 +36,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("files", "file_io"),
     ("redis", "redis"),
     ("pooling", "pooling"),
+    ("cluster", "cluster"),
     ("subprocess", "subprocess"),
     ("errors", "errors"),
     ("config", "config"),
