@@ -85,6 +85,13 @@ def _port(_instance: object, _attribute: attrs.Attribute[Any], value: int) -> No
         raise ValueError("port must be between 0 and 65535")
 
 
+def _loop_name(_instance: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    from ._loop import LOOPS
+
+    if value not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     """The ``[server]`` table.
@@ -103,6 +110,8 @@ class ServerSettings:
         ping_timeout: Seconds to wait for a pong before closing.
         open_timeout: Seconds allowed for the opening handshake.
         shutdown_grace: Seconds in-flight requests get to finish at shutdown.
+        loop: The event loop ``serve`` runs on: ``"auto"`` (uvloop when
+            installed, else asyncio's), ``"uvloop"`` or ``"asyncio"``.
     """
 
     host: str = attrs.field(default="127.0.0.1", converter=_str)
@@ -121,6 +130,7 @@ class ServerSettings:
     )
     open_timeout: float = attrs.field(default=10.0, converter=_float, validator=_positive)
     shutdown_grace: float = attrs.field(default=5.0, converter=_float)
+    loop: str = attrs.field(default="auto", converter=_str, validator=_loop_name)
 
 
 def _default_workspace() -> Path:

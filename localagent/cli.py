@@ -153,6 +153,11 @@ def main(config_dir: str | None) -> None:
     type=click.IntRange(min=0, max=65535),
     help="monitor plugin: port of its HTTP endpoints (default 8080; 0 picks a free one).",
 )
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    help="Event loop: uvloop if installed (auto, the default), or asyncio's own.",
+)
 @click.option("--strict", is_flag=True, help="Exit if any plugin fails to import or load.")
 @click.option(
     "--log-level",
@@ -176,6 +181,7 @@ def serve(
     batch_interval: float | None,
     batch_queue: int | None,
     monitor_port: int | None,
+    loop: str | None,
     strict: bool,
     log_level: str,
 ) -> None:
@@ -189,6 +195,7 @@ def serve(
         "redis": redis,
         "cluster": cluster,
         "cluster_agent": cluster_agent,
+        "loop": loop,
     }
     if origins:
         overrides["origins"] = origins
@@ -204,11 +211,11 @@ def serve(
         if value is not None
     )
     settings = load_settings(overrides={**overrides, **plugin_overrides})
-    import asyncio
+    from ._loop import run
 
     wanted = {key.partition(".")[0] for key in plugin_overrides}
     with suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings, plugin_options, strict, wanted))
+        run(_serve(settings, plugin_options, strict, wanted), settings.server.loop)
 
 
 def _parse_plugin_setting(item: str) -> tuple[str, Any]:
@@ -245,6 +252,7 @@ async def _serve(
 ) -> None:
     import asyncio
 
+    from ._loop import running_loop_name
     from ._server import Server
 
     stop = asyncio.Event()
@@ -268,7 +276,7 @@ async def _serve(
         f"LocalAgent {__version__} listening on {server.url}\n"
         f"  token file: {server.token_file.path}\n"
         f"  workspace: {settings.agent.workspace}\n"
-        f"  store: {server.runtime.store.kind}\n"
+        f"  store: {server.runtime.store.kind}, loop: {running_loop_name()}\n"
         f"  plugins: {', '.join(loaded) or '(none)'}",
         err=True,
     )
@@ -711,6 +719,13 @@ class _BenchCommand(click.Command):
     metavar="URL",
     help="Measure the redis area against the Redis at URL (default: a private redis-server).",
 )
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default="auto",
+    show_default=True,
+    help="Event loop of the agents and bare servers it starts (serve --loop).",
+)
 def bench(
     area: tuple[str, ...],
     quick: bool,
@@ -718,6 +733,7 @@ def bench(
     markdown: bool,
     repetitions: int | None,
     redis: str | None,
+    loop: str,
 ) -> None:
     """Measure the agent against bare baselines, area by area, in one run.
 
@@ -738,7 +754,14 @@ def bench(
         raise click.UsageError("--json - and --markdown both write to stdout; choose one")
     if json_file not in (None, "-"):
         _check_writable(json_file)
-    report = _run_bench(area, quick, repetitions, redis)
+    from ._loop import loop_factory
+    from .exceptions import ConfigError
+
+    try:
+        loop_factory(loop)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--loop'") from None
+    report = _run_bench(area, quick, repetitions, redis, loop)
     _print_bench(report, json_file, markdown)
     failed = [result.area for result in report.results if result.error is not None]
     if failed:
@@ -757,14 +780,19 @@ def _check_writable(path: str) -> None:
 
 
 def _run_bench(
-    areas: Sequence[str], quick: bool, repetitions: int | None, redis: str | None
+    areas: Sequence[str], quick: bool, repetitions: int | None, redis: str | None, loop: str
 ) -> BenchReport:
     """Run the areas, with a live status on stderr when both outputs are terminals."""
     from ._bench import run_bench
 
     def run(progress: Callable[[str], None]) -> BenchReport:
         return run_bench(
-            areas, quick=quick, repetitions=repetitions, redis_url=redis, progress=progress
+            areas,
+            quick=quick,
+            repetitions=repetitions,
+            redis_url=redis,
+            progress=progress,
+            loop=loop,
         )
 
     if not (sys.stdout.isatty() and sys.stderr.isatty()):

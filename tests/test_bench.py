@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from localagent._bench._context import BenchContext
 from localagent._bench._model import grade
 from localagent._bench._render import number
 from localagent._bench.areas import AREAS
@@ -120,6 +122,12 @@ def test_the_environment_is_recorded(full_run: BenchRun) -> None:
     assert environment["versions"]["localagent"]
     assert len(environment["load_average_at_start"]) == 3
     assert "localagent_modules_with_pyc" in environment["pyc"]
+    assert environment["loop"] == ("uvloop" if find_spec("uvloop") else "asyncio")
+
+
+def test_bench_agents_run_on_the_loop_asked_for(tmp_path: Path) -> None:
+    ctx = BenchContext(quick=True, repetitions=1, workdir=tmp_path, loop="asyncio")
+    assert ctx.env()["LOCALAGENT_LOOP"] == "asyncio"
 
 
 def _check_figure(figure: dict[str, Any]) -> None:

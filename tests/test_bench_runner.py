@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from localagent._bench._model import AreaResult, Comparison, Figure
-from localagent._bench._runner import _on_vs_off
+from localagent._bench._runner import _enables_only, _on_vs_off
 
 
 def _result(variant: str, rate: float) -> AreaResult:
@@ -58,3 +58,10 @@ def test_a_pair_compares_one_figure_on_with_another_off() -> None:
     assert _on_vs_off(
         results, "websocket", {("other", "websocket"): pairs[("batching", "websocket")]}
     )
+
+
+def test_a_mode_that_enables_a_plugin_not_installed_is_left_out() -> None:
+    installed = {"pooling", "batching"}
+    assert _enables_only(("-p", "batching"), installed)
+    assert _enables_only(("--monitor-port", "0", "-p", "no:mempool"), installed)
+    assert not _enables_only(("-p", "batching", "-p", "mempool"), installed)

@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,28 @@ def test_serve_set_reaches_the_plugin(subprocess_env: dict[str, str]) -> None:
     result = run(subprocess_env, "serve", *args)
     assert_clean_failure(result, 1)
     assert "interval must be a number >= 0" in result.stderr
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "auto"])
+def test_serve_runs_on_the_loop_asked_for(subprocess_env: dict[str, str], choice: str) -> None:
+    expected = "asyncio" if choice == "asyncio" or find_spec("uvloop") is None else "uvloop"
+    with running_agent(subprocess_env, "--loop", choice) as agent:
+        pong = run({**subprocess_env, "LOCALAGENT_URL": agent.url}, "send", "ping")
+        assert json.loads(pong.stdout) == {"pong": True}
+        assert f"loop: {expected}" in agent.output
+
+
+def test_a_loop_that_is_not_installed_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from localagent._loop import loop_factory
+    from localagent.exceptions import ConfigError
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what an absent uvloop imports as
+    assert loop_factory("auto") is None  # auto falls back to asyncio's loop
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        loop_factory("uvloop")
+
+
+def test_an_unknown_loop_is_a_clean_error(subprocess_env: dict[str, str]) -> None:
+    result = run({**subprocess_env, "LOCALAGENT_LOOP": "tokio"}, "serve", "--port", "0")
+    assert_clean_failure(result, 1)  # an invalid setting, as documented in cli.md
+    assert "loop must be one of auto, asyncio, uvloop" in result.stderr

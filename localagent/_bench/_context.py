@@ -63,6 +63,9 @@ class BenchContext:
         redis_url: A reachable Redis for the ``redis`` area, or ``None``.
         redis_missing: Why there is no Redis, when ``redis_url`` is ``None``.
         progress: Reports what is being measured (shown while the run goes).
+        loop: The event loop of the agent subprocesses and bare servers
+            (``$LOCALAGENT_LOOP``: ``auto``, ``asyncio`` or ``uvloop``); agents
+            in this process run on its loop.
     """
 
     quick: bool
@@ -72,6 +75,7 @@ class BenchContext:
     redis_url: str | None = None
     redis_missing: str | None = None
     progress: Callable[[str], None] = lambda text: None
+    loop: str = "auto"
     _agents: int = 0
 
     def size(self, full: int, quick: int) -> int:
@@ -95,6 +99,7 @@ class BenchContext:
         # writes (workspace, redis, limits): none of them reach the agents.
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALAGENT_")}
         env["LOCALAGENT_LOAD_PLUGINS"] = ""
+        env["LOCALAGENT_LOOP"] = self.loop
         return env
 
     @contextmanager

@@ -116,14 +116,14 @@ def _rows(result: AreaResult) -> Iterator[tuple[str, ...]]:
 
 
 def summary(report: BenchReport) -> str:
-    """One line about the run: mode, repetitions, CPUs, load, wall time."""
+    """One line about the run: mode, repetitions, CPUs, load, agents' loop, wall time."""
     env = report.environment
     load = " ".join(f"{value:.2f}" for value in env.get("load_average_at_start", ()))
     mode = "quick" if env.get("quick") else "full"
     return (
         f"localagent bench: {mode} run, {env.get('repetitions')} repetitions, "
         f"{env.get('cpu_count')} CPUs, load average at start {load or '?'}, "
-        f"{report.seconds:.1f} s"
+        f"agents on {env.get('loop', '?')}, {report.seconds:.1f} s"
     )
 
 

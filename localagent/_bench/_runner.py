@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import platform
 import shutil
@@ -55,8 +56,14 @@ def _bench_plugins() -> Iterator[tuple[str, Any]]:
 def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     """Area name -> ``[(variant label, -p options), ...]`` for installed plugins."""
     variants: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    for name, plugin in _bench_plugins():
-        modes = dict(getattr(plugin, BENCH_MODES_ATTRIBUTE, {}))
+    plugins = list(_bench_plugins())
+    installed = {name for name, _plugin in plugins}
+    for name, plugin in plugins:
+        modes = {
+            mode: args
+            for mode, args in dict(getattr(plugin, BENCH_MODES_ATTRIBUTE, {})).items()
+            if _enables_only(args, installed)  # a mode with a plugin not installed: left out
+        }
         for area in getattr(plugin, BENCH_AREAS_ATTRIBUTE, ()):
             variants.setdefault(area, []).extend(
                 [
@@ -70,6 +77,15 @@ def plugin_variants() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
                 ]
             )
     return variants
+
+
+def _enables_only(args: Sequence[str], installed: set[str]) -> bool:
+    """Whether every ``-p NAME`` in ``args`` names an installed plugin."""
+    return all(
+        value in installed
+        for option, value in itertools.pairwise(args)
+        if option == "-p" and not value.startswith("no:")
+    )
 
 
 def plugin_pairs() -> dict[tuple[str, str], list[Pair]]:
@@ -109,7 +125,7 @@ def _pyc_present() -> dict[str, Any]:
     }
 
 
-def environment(quick: bool, repetitions: int) -> dict[str, Any]:
+def environment(quick: bool, repetitions: int, loop: str = "auto") -> dict[str, Any]:
     """Everything a reader needs to judge the figures."""
     return {
         "versions": _versions(),
@@ -125,7 +141,15 @@ def environment(quick: bool, repetitions: int) -> dict[str, Any]:
         "pyc": _pyc_present(),
         "quick": quick,
         "repetitions": repetitions,
+        "loop": _loop_in_use(loop),
     }
+
+
+def _loop_in_use(loop: str) -> str:
+    """The loop agent subprocesses run on for the ``--loop`` choice."""
+    from .._loop import loop_factory
+
+    return "asyncio" if loop_factory(loop) is None else "uvloop"
 
 
 async def _redis(
@@ -166,6 +190,7 @@ def run_bench(
     repetitions: int | None = None,
     redis_url: str | None = None,
     progress: Callable[[str], None] = lambda text: None,
+    loop: str = "auto",
 ) -> BenchReport:
     """Run the named areas (all when empty) and return the report.
 
@@ -174,7 +199,7 @@ def run_bench(
     """
     areas = load_areas(list(names))
     repetitions = repetitions or (3 if quick else 5)
-    env = environment(quick, repetitions)
+    env = environment(quick, repetitions, loop)
     variants = plugin_variants()
     pairs = plugin_pairs()
     started = time.perf_counter()
@@ -197,6 +222,7 @@ def run_bench(
                         redis_url=redis[0],
                         redis_missing=redis[1],
                         progress=progress,
+                        loop=loop,
                     )
                     ctx.workdir.mkdir()
                     progress(f"{area.title}{f' ({label})' if label else ''} ...")

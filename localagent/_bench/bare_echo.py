@@ -4,7 +4,8 @@ It does what the agent does for ``echo`` and ``ping`` with nothing around it:
 read each frame undecoded, parse it with the agent's codec (msgspec), build the same reply shape
 (``{"id": ..., "result": {"data": ...}}`` or ``{"id": ..., "result": {"pong": true}}``),
 encode it with the same codec and send it as a text frame. A message without an ``id``
-is one-way, as for the agent: it is decoded and answered by nobody. Compression
+is one-way, as for the agent: it is decoded and answered by nobody. It runs on
+the same event loop as ``serve`` (``$LOCALAGENT_LOOP``, else uvloop when installed), compression
 is off and the other websockets settings (``max_size``, keepalive pings) are
 left at the defaults, which match the agent's. There is no token, Origin or
 Host check: that is part of what the agent adds.
@@ -18,6 +19,7 @@ benchmark and stops it afterwards.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from .. import _codec
+from .._loop import run
 from ..testing import stop_process
 
 __all__ = ["BareEcho", "bare_echo_cmd", "main", "running_bare_echo"]
@@ -80,7 +83,8 @@ async def _serve(port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Serve on ``argv[0]`` (default 0: a free port) until SIGTERM or SIGINT."""
     args = sys.argv[1:] if argv is None else argv
-    asyncio.run(_serve(int(args[0]) if args else 0))
+    # The loop serve would run on: $LOCALAGENT_LOOP, else "auto".
+    run(_serve(int(args[0]) if args else 0), os.environ.get("LOCALAGENT_LOOP", "auto"))
 
 
 def bare_echo_cmd(port: int = 0) -> list[str]:

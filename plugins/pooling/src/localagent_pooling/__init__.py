@@ -58,9 +58,14 @@ class Plugin:
         config: The settings read from ``[plugins.pooling]`` in ``on_load``.
         registry: The WebSocket pools of this process (after ``on_load``).
         bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
+        bench_modes: One more "on" variant: with ``batching`` on as well (when
+            installed), as the agent runs with every optimization plugin of the
+            README's install; the replies to a pipelining client then travel in
+            batch frames too.
     """
 
     bench_areas: ClassVar[tuple[str, ...]] = ("pooling", "redis")
+    bench_modes: ClassVar[dict[str, tuple[str, ...]]] = {"with batching": ("-p", "batching")}
 
     def __init__(self) -> None:
         self.config = PoolingConfig()
