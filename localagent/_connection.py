@@ -15,13 +15,48 @@ from websockets.exceptions import ConnectionClosed
 from . import _codec
 from .exceptions import ConnectionLost
 
-__all__ = ["WebSocketConnection"]
+__all__ = ["ConnectionBase", "WebSocketConnection"]
 
 logger = logging.getLogger("localagent")
 _ids = itertools.count(1)
 
 
-class WebSocketConnection:
+class ConnectionBase:
+    """What the runtime's connections share: a wrappable send path and close callbacks.
+
+    A subclass sets ``id``, ``send_path``, ``_close_callbacks`` (a list) and
+    ``_report`` (who hears of a failing close callback; ``None``: the log).
+    """
+
+    __slots__ = ("_close_callbacks", "_report", "id", "send_path")
+
+    id: str
+    send_path: SendFunc
+    _close_callbacks: list[CloseCallback]
+    _report: Callable[[BaseException, Any], None] | None
+
+    def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
+        self.send_path = wrapper(self.send_path)
+
+    def on_close(self, callback: CloseCallback) -> None:
+        self._close_callbacks.append(callback)
+
+    async def run_close_callbacks(self) -> None:
+        """Run the close callbacks (once); failures go to the error reporter."""
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                if self._report is not None:
+                    self._report(exc, self)
+                else:
+                    logger.exception("close callback of %s failed", self.id)
+
+
+class WebSocketConnection(ConnectionBase):
     """One WebSocket connection with a wrappable send path.
 
     ``send`` goes through the send path, which starts as "encode with the
@@ -30,15 +65,11 @@ class WebSocketConnection:
     """
 
     __slots__ = (
-        "_close_callbacks",
         "_closing",
-        "_report",
         "_ws",
-        "id",
         "origin",
         "outbound",
         "remote_address",
-        "send_path",
         "state",
     )
 
@@ -100,26 +131,6 @@ class WebSocketConnection:
             code=exc.rcvd.code if exc.rcvd else None,
             reason=exc.rcvd.reason if exc.rcvd else "",
         )
-
-    def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
-        self.send_path = wrapper(self.send_path)
-
-    def on_close(self, callback: CloseCallback) -> None:
-        self._close_callbacks.append(callback)
-
-    async def run_close_callbacks(self) -> None:
-        """Run the close callbacks (once); failures go to the error reporter."""
-        callbacks, self._close_callbacks = self._close_callbacks, []
-        for callback in callbacks:
-            try:
-                result = callback()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                if self._report is not None:
-                    self._report(exc, self)
-                else:
-                    logger.exception("close callback of %s failed", self.id)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._closing = True

@@ -19,12 +19,13 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from localagent_hookspecs import CloseCallback, Connection, Message, MessageError, SendFunc
 
 from .._autopipeline import AutoPipeline
+from .._connection import ConnectionBase
 from .._protocol import INVALID_MESSAGE
 from .._protocol import Message as Parsed
 from ..exceptions import ConnectionLost
@@ -99,7 +100,7 @@ class _Backoff:
         self.delay = 0.0
 
 
-class RemoteSender:
+class RemoteSender(ConnectionBase):
     """The :class:`~localagent_hookspecs.Connection` of a client of another agent.
 
     Handlers of this agent see it as the connection a forwarded message
@@ -112,14 +113,11 @@ class RemoteSender:
     """
 
     __slots__ = (
-        "_close_callbacks",
         "_node",
         "answered",
         "entry_id",
-        "id",
         "remote_address",
         "request",
-        "send_path",
         "state",
     )
 
@@ -136,6 +134,7 @@ class RemoteSender:
         self.answered = False
         self.send_path: SendFunc = self._send
         self._close_callbacks: list[CloseCallback] = []
+        self._report = None
 
     @property
     def closed(self) -> bool:
@@ -155,22 +154,6 @@ class RemoteSender:
         from .. import _codec
 
         await self._send(_codec.loads(frame))
-
-    def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
-        self.send_path = wrapper(self.send_path)
-
-    def on_close(self, callback: CloseCallback) -> None:
-        self._close_callbacks.append(callback)
-
-    async def run_close_callbacks(self) -> None:
-        callbacks, self._close_callbacks = self._close_callbacks, []
-        for callback in callbacks:
-            try:
-                result = callback()
-                if isinstance(result, Awaitable):
-                    await result
-            except Exception:
-                logger.exception("a close callback of %s failed", self.id)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """A remote sender cannot be closed from here; the request just ends."""
