@@ -30,7 +30,7 @@ from localagent._bench.areas import AREAS
 from localagent.cli import main
 from localagent.testing import free_port
 
-#: A quick run of every area takes well under a minute; this only stops a hang.
+#: A quick run of every area takes a few minutes with every plugin installed; this stops a hang.
 RUN_TIMEOUT = 600
 
 
