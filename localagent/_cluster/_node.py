@@ -19,7 +19,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from localagent_hookspecs import CloseCallback, Connection, Message, MessageError, SendFunc
@@ -524,22 +524,40 @@ class ClusterNode:
             raise MessageError("internal_error", f"{address} sent no result")
         return result
 
+    async def _group_entries(
+        self, reader: redis.asyncio.Redis, stream: str
+    ) -> AsyncIterator[tuple[list[tuple[bytes, dict[bytes, bytes] | None]], bool]]:
+        """Batches of ``stream``'s entries for this agent's consumer, read forever.
+
+        First the entries an earlier run of this agent read and did not
+        acknowledge (yielded with ``True``: being recovered), then new ones
+        (``False``; an empty batch when a blocked read timed out).
+        """
+        assert self.name is not None
+        await self._ensure_groups()
+        start: str | bytes = "0"
+        while True:
+            response = await reader.xreadgroup(
+                self.keys.group,
+                self.name,
+                {stream: start},
+                count=READ_BATCH,
+                block=int(BLOCK_SECONDS * 1000),
+            )
+            entries = _entries(response)
+            if start == ">":
+                yield entries, False
+            elif entries:
+                start = entries[-1][0]
+                yield entries, True
+            else:
+                start = ">"
+
     async def _consume_replies(self) -> None:
         assert self.name is not None
         await self.joined.wait()
-        stream, group, name = self.keys.replies(self.name), self.keys.group, self.name
-        await self._ensure_groups()
-        start: str | bytes = "0"  # first what an earlier run of this agent left unacknowledged
-        while True:
-            response = await self._reply_reader.xreadgroup(
-                group, name, {stream: start}, count=READ_BATCH, block=int(BLOCK_SECONDS * 1000)
-            )
-            entries = _entries(response)
-            if start != ">":
-                if not entries:
-                    start = ">"
-                    continue
-                start = entries[-1][0]
+        stream, group = self.keys.replies(self.name), self.keys.group
+        async for entries, _recovered in self._group_entries(self._reply_reader, stream):
             for _entry_id, fields in entries:
                 if fields is None:
                     continue
@@ -561,20 +579,11 @@ class ClusterNode:
     async def _consume_inbox(self) -> None:
         assert self.name is not None
         await self.joined.wait()
-        stream, group, name = self.keys.inbox(self.name), self.keys.group, self.name
-        await self._ensure_groups()
-        start: str | bytes = "0"  # entries this agent read before (a restart) come first
-        while True:
-            response = await self._inbox_reader.xreadgroup(
-                group, name, {stream: start}, count=READ_BATCH, block=int(BLOCK_SECONDS * 1000)
-            )
-            entries = _entries(response)
-            if start != ">":
-                if not entries:
-                    start = ">"
-                    continue
-                start = entries[-1][0]
-                entries = await self._not_done(entries)
+        stream, group = self.keys.inbox(self.name), self.keys.group
+        # Entries this agent read before a restart come first; those already answered
+        # (a reply written, the acknowledgement lost) are only acknowledged.
+        async for batch, recovered in self._group_entries(self._inbox_reader, stream):
+            entries = await self._not_done(batch) if recovered else batch
             for entry_id, fields in entries:
                 if fields is None:  # trimmed away meanwhile: nothing left to handle
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
