@@ -6,9 +6,10 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -131,11 +132,22 @@ class BenchContext:
             yield agent
 
     @asynccontextmanager
-    async def in_process_agent(self, name: str) -> AsyncIterator[Server]:
+    async def in_process_agent(
+        self,
+        name: str,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        options: Sequence[str] | None = None,
+    ) -> AsyncIterator[Server]:
         """An agent in this process on a free loopback port, with its own config dir; closed after.
 
         It loads the built-in plugins plus the variant's ``-p`` options, like
         :meth:`BenchContext.agent`, but runs on this process's event loop.
+
+        Args:
+            name: Its config directory's name under :attr:`workdir`.
+            overrides: More settings (``redis``, ``cluster``, ...).
+            options: Plugin options instead of the variant's (``"no:fs"``, ...).
         """
         env = self.env()
         config_dir = self.workdir / name
@@ -143,8 +155,14 @@ class BenchContext:
         settings = load_settings(
             directory=config_dir,
             environ=env,
-            overrides={"host": "127.0.0.1", "port": 0, "workspace": str(self.workspace)},
+            overrides={
+                "host": "127.0.0.1",
+                "port": 0,
+                "workspace": str(self.workspace),
+                **(overrides or {}),
+            },
         )
-        options = plugin_option_values(self.plugin_options)
+        if options is None:
+            options = plugin_option_values(self.plugin_options)
         async with Server.create(settings, options=options, environ=env) as server:
             yield server

@@ -26,13 +26,11 @@ import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from ... import _codec
 from ..._client import Client
-from ..._config import load_settings
 from ..._protocol import Message
 from ..._server import Server
 from .._context import BenchContext, in_flight, percentile
@@ -211,25 +209,13 @@ class _BareExchange:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-@asynccontextmanager
-async def _in_process_member(ctx: BenchContext, name: str, cluster: str) -> AsyncIterator[Server]:
+def _member(ctx: BenchContext, name: str, cluster: str) -> AbstractAsyncContextManager[Server]:
     """An agent of ``cluster`` in this process (its own config dir, a free port)."""
-    env = ctx.env()
-    config_dir = ctx.workdir / name
-    config_dir.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(
-        directory=config_dir,
-        environ=env,
-        overrides={
-            "host": "127.0.0.1",
-            "port": 0,
-            "workspace": str(ctx.workspace),
-            "redis": ctx.redis_url,
-            "cluster": cluster,
-        },
+    return ctx.in_process_agent(
+        name,
+        overrides={"redis": ctx.redis_url, "cluster": cluster},
+        options=("no:fs", "no:exec"),
     )
-    async with Server.create(settings, options=("no:fs", "no:exec"), environ=env) as server:
-        yield server
 
 
 def _node(server: Server) -> ClusterNode:
@@ -306,8 +292,8 @@ async def run(ctx: BenchContext) -> AreaResult:
                     await requests.aclose()
         ctx.progress("cluster: stream path")
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(_in_process_member(ctx, "a", cluster + "-s"))
-            b = await stack.enter_async_context(_in_process_member(ctx, "b", cluster + "-s"))
+            a = await stack.enter_async_context(_member(ctx, "a", cluster + "-s"))
+            b = await stack.enter_async_context(_member(ctx, "b", cluster + "-s"))
             node_a, b_name = _node(a), b.url.removeprefix("ws://")
             await _joined(node_a, _node(b))
             reader = redis.asyncio.Redis.from_url(ctx.redis_url, socket_timeout=10.0)
