@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from localagent_hookspecs import CloseCallback, SendFunc
+from localagent_hookspecs import BufferSource, CloseCallback, SendFunc
 from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
@@ -38,6 +38,9 @@ class ConnectionBase:
     def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:
         self.send_path = wrapper(self.send_path)
 
+    def use_buffers(self, source: BufferSource | None) -> None:
+        """Ignored: this connection writes no WebSocket frames of its own."""
+
     def on_close(self, callback: CloseCallback) -> None:
         self._close_callbacks.append(callback)
 
@@ -61,11 +64,15 @@ class WebSocketConnection(ConnectionBase):
 
     ``send`` goes through the send path, which starts as "encode with the
     codec and write one text frame"; plugins replace it with
-    :meth:`wrap_send`. ``send_frame`` always writes directly.
+    :meth:`wrap_send`. ``send_frame`` always writes directly. With
+    :meth:`use_buffers`, that last step encodes batch frames into reused
+    buffers.
     """
 
     __slots__ = (
+        "_buffers",
         "_closing",
+        "_frame_hint",
         "_ws",
         "origin",
         "outbound",
@@ -95,6 +102,9 @@ class WebSocketConnection(ConnectionBase):
         self.send_path: SendFunc = self._send_encoded
         self._close_callbacks: list[CloseCallback] = []
         self._closing = False
+        self._buffers: BufferSource | None = None
+        #: The size of the last batch frame, to ask the buffer source for.
+        self._frame_hint = 0
 
     def __repr__(self) -> str:
         direction = "outbound" if self.outbound else "inbound"
@@ -111,9 +121,26 @@ class WebSocketConnection(ConnectionBase):
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.send_path(message)
 
+    def use_buffers(self, source: BufferSource | None) -> None:
+        self._buffers = source
+
     async def _send_encoded(self, message: Mapping[str, Any]) -> None:
+        # The send path's last step. Kept to one coroutine whether or not it
+        # takes a buffer: each layer is another frame object per message.
+        buffers = self._buffers
         try:
-            await self._ws.send(_codec.dumps(message), text=True)
+            if buffers is None or message.get("type") != "batch":
+                await self._ws.send(_codec.dumps(message), text=True)
+                return
+            buffer = buffers.acquire(self._frame_hint)
+            try:
+                _codec.encode_into(message, buffer)
+                self._frame_hint = len(buffer)
+                # websockets copies the frame into its framed output before
+                # send() first yields, so the buffer is free when it returns.
+                await self._ws.send(buffer, text=True)
+            finally:
+                buffers.release(buffer)
         except ConnectionClosed as exc:
             raise self._lost(exc) from None
 

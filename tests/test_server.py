@@ -395,6 +395,80 @@ async def test_wrapped_send_path_and_client_unbatches() -> None:
     assert results == [{"data": 1}, {"data": 2}]
 
 
+class _Buffers:
+    """A buffer source that records what it handed out (a real one, not a stand-in)."""
+
+    def __init__(self) -> None:
+        self.idle: list[bytearray] = []
+        self.out: set[int] = set()
+        self.hints: list[int] = []
+        self.released = 0
+
+    def acquire(self, size_hint: int = 0) -> bytearray:
+        self.hints.append(size_hint)
+        buffer = self.idle.pop() if self.idle else bytearray(size_hint)
+        assert id(buffer) not in self.out  # never two frames in one buffer
+        self.out.add(id(buffer))
+        return buffer
+
+    def release(self, buffer: bytearray) -> None:
+        self.out.remove(id(buffer))
+        self.idle.append(buffer)
+        self.released += 1
+
+
+async def test_batch_frames_are_encoded_into_buffers_from_the_source() -> None:
+    """use_buffers: batch frames go through the source, under wrappers applied before or after."""
+    buffers = _Buffers()
+    wrapped: list[str] = []
+
+    class Source:
+        @hookimpl(tryfirst=True)  # wraps the send path first: the innermost wrapper
+        def on_connect(self, connection: localagent.Connection) -> None:
+            def wrap(inner: Any) -> Any:
+                async def send(message: Any) -> None:
+                    wrapped.append(message.get("type", "reply"))
+                    await inner(message)
+
+                return send
+
+            connection.wrap_send(wrap)
+            connection.use_buffers(buffers)
+
+    class Pairs:
+        @hookimpl
+        def on_connect(self, connection: localagent.Connection) -> None:
+            held: list[Any] = []
+
+            def wrap(inner: Any) -> Any:
+                async def send(message: Any) -> None:
+                    if message.get("result") == {"pong": True}:
+                        await inner(message)
+                        return
+                    held.append(message)
+                    if len(held) == 2:
+                        batch = {"type": "batch", "messages": list(held)}
+                        held.clear()
+                        await inner(batch)
+
+                return send
+
+            connection.wrap_send(wrap)
+
+    async with serving(plugins={"source": Source(), "pairs": Pairs()}) as client:
+        for size in (10, 5_000, 100):
+            payload = "é" * size
+            results = await asyncio.gather(
+                client.request("echo", payload), client.request("echo", [size])
+            )
+            assert results == [{"data": payload}, {"data": [size]}]
+        assert await client.request("ping") == {"pong": True}
+    assert wrapped == ["batch", "batch", "batch", "reply"]
+    assert buffers.released == 3 and not buffers.out  # every buffer given back
+    assert len(buffers.idle) == 1  # one reused buffer served the three frames
+    assert buffers.hints[0] == 0 and buffers.hints[2] > 10_000  # the last frame's size
+
+
 async def test_close_callbacks_run_and_shutdown_closes_with_1001() -> None:
     closed: list[str] = []
 

@@ -7,6 +7,7 @@ from ._errors import MessageError
 from ._markers import HANDLES_ATTRIBUTE, PROJECT_NAME, handled_types, handles, hookimpl, hookspec
 from ._types import (
     Agent,
+    BufferSource,
     CloseCallback,
     Connection,
     ErrorContext,
@@ -20,6 +21,7 @@ __all__ = [
     "HANDLES_ATTRIBUTE",
     "PROJECT_NAME",
     "Agent",
+    "BufferSource",
     "CloseCallback",
     "Connection",
     "ErrorContext",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # asyncio costs ~40 ms to import; CLI commands that never run
 
 __all__ = [
     "Agent",
+    "BufferSource",
     "CloseCallback",
     "Connection",
     "ErrorContext",
@@ -34,6 +35,22 @@ CloseCallback: TypeAlias = Callable[[], Awaitable[None] | None]
 
 #: Where a failure happened, as reported to ``on_error``.
 Stage: TypeAlias = Literal["load", "connect", "message", "send", "transport", "close"]
+
+
+class BufferSource(Protocol):
+    """Reusable buffers a connection encodes its batch frames into (see
+    :meth:`Connection.use_buffers`); the mempool plugin's ``BufferPool`` is one.
+    """
+
+    def acquire(self, size_hint: int = 0) -> bytearray:
+        """A buffer for one frame of about ``size_hint`` bytes, the caller's until released.
+
+        Its contents do not matter: the connection encodes into it from
+        offset 0, which sets its length (growing it if need be).
+        """
+
+    def release(self, buffer: bytearray) -> None:
+        """Take back a buffer from :meth:`acquire` once its frame was written."""
 
 
 class Message(Protocol):
@@ -106,7 +123,19 @@ class Connection(Protocol):
         """Write one already-encoded JSON text frame, bypassing any wrapper.
 
         The frame's bytes are copied before this returns, so a caller may
-        reuse the buffer at once (the mempool plugin does).
+        reuse the buffer at once.
+        """
+
+    def use_buffers(self, source: BufferSource | None) -> None:
+        """Encode this connection's batch frames into buffers from ``source``.
+
+        The send path's last step, "encode, write one frame", then encodes
+        each ``{"type": "batch", ...}`` message into a buffer from
+        ``source`` instead of into new bytes, writes it and releases it:
+        a buffer is held by one frame at a time, whatever plugins wrap the
+        send path outside. Other messages are encoded as before. ``None``
+        stops it. A connection that writes no WebSocket frames (a request
+        routed from another agent of a cluster) ignores it.
         """
 
     def wrap_send(self, wrapper: Callable[[SendFunc], SendFunc]) -> None:

@@ -183,7 +183,7 @@ async def test_concurrent_connections_never_share_a_buffer(
 
 
 @pytest.mark.parametrize("plugins", ["batching+mempool"], indirect=True)
-async def test_it_is_the_innermost_wrapper_so_batch_frames_go_through_it(
+async def test_every_batch_frame_the_batcher_assembles_is_encoded_into_a_pooled_buffer(
     mempool: Plugin, raw: ClientConnection
 ) -> None:
     requests = [{"id": n, "type": "echo", "data": n} for n in range(100)]

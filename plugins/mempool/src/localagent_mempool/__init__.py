@@ -2,17 +2,17 @@
 
 Without it, the agent encodes every outbound frame into a new ``bytes``
 object. With it, each connection's batch frames (what the batching plugin
-assembles) are encoded with :func:`localagent.codec.encode_into` into a
-``bytearray`` taken from a bounded :class:`BufferPool` (power-of-two size
-classes), written, and given back. A single message still goes through the
-core's path: measured, a ~100-byte frame costs less to encode into new bytes
-(CPython's small-object allocator already recycles those) than the pool's
-bookkeeping does.
+assembles) are encoded into a ``bytearray`` taken from a bounded
+:class:`BufferPool` (power-of-two size classes), written, and given back:
+``on_connect`` hands the pool to the connection
+(:meth:`~localagent_hookspecs.Connection.use_buffers`), whose send path ends
+in "encode, write one frame" under whatever plugins wrap it. A single
+message still gets new bytes: measured, a ~100-byte frame costs less to
+encode into new bytes (CPython's small-object allocator already recycles
+those) than the pool's bookkeeping does.
 
-It writes frames itself, so its send wrapper must be the innermost one: its
-``on_connect`` runs first (``tryfirst``), before any plugin that wraps the
-send path. websockets copies a frame's bytes before ``send`` returns, so a
-buffer is back in the pool before the next frame is encoded.
+websockets copies a frame's bytes before ``send`` returns, so a buffer is
+back in the pool before the next frame is encoded.
 
 Configuration, in ``config.toml`` (all optional)::
 
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from localagent_hookspecs import Agent, Connection, SendFunc, hookimpl
+from localagent_hookspecs import Agent, Connection, hookimpl
 
 from ._defaults import DEFAULT_MAX_BUFFER, DEFAULT_MAX_PER_CLASS, DEFAULT_MAX_POOLED
 from ._pool import BufferPool
@@ -70,7 +70,7 @@ def parse_config(table: Mapping[str, Any]) -> MempoolConfig:
 
 
 class Plugin:
-    """Encodes every connection's outbound frames into buffers from one shared pool.
+    """Has every connection encode its batch frames into buffers from one shared pool.
 
     The entry point names this class, so each agent gets its own instance
     (and its own pool, shared by its connections: the event loop runs one
@@ -101,35 +101,11 @@ class Plugin:
             max_buffer=config.max_buffer,
         )
 
-    @hookimpl(tryfirst=True)
+    @hookimpl
     def on_connect(self, connection: Connection) -> None:
-        """Replace the encode-and-write step of this connection's send path for batch frames.
+        """Have this connection encode its batch frames into buffers from the pool.
 
         ``connection.state["mempool"]`` is the shared pool, for its counters.
         """
-        from localagent.codec import encode_into
-
-        pool = self.pool
-        send_frame = connection.send_frame
-        last_size = 0
-
-        def wrap(encode_and_write: SendFunc) -> SendFunc:
-            # The wrapped path is the core's "encode into new bytes, write":
-            # batch frames skip it, single messages take it.
-            async def send(message: Mapping[str, Any]) -> None:
-                nonlocal last_size
-                if message.get("type") != "batch":
-                    await encode_and_write(message)
-                    return
-                buffer = pool.acquire(last_size)
-                try:
-                    encode_into(message, buffer)
-                    last_size = len(buffer)
-                    await send_frame(buffer)
-                finally:
-                    pool.release(buffer)
-
-            return send
-
-        connection.wrap_send(wrap)
-        connection.state[NAME] = pool
+        connection.use_buffers(self.pool)
+        connection.state[NAME] = self.pool
