@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from localagent_mempool import BufferPool, MempoolConfig, Plugin, parse_config
 from websockets.asyncio.client import ClientConnection, connect
 
 import localagent
+from localagent._bench._context import BenchContext
+from localagent._bench.areas import load_areas
 from localagent.codec import encode_into
 
 # -- BufferPool ----------------------------------------------------------------
@@ -90,6 +93,36 @@ def test_config_is_validated() -> None:
 
 def test_the_bench_runs_its_areas_with_it_off_and_on() -> None:
     assert Plugin.bench_areas == ("websocket", "allocations")
+
+
+async def test_the_allocations_area_traces_fewer_bytes_and_blocks_with_it(tmp_path: Path) -> None:
+    # The area's real run (quick): the same frames through a real connection, off and on.
+    (area,) = load_areas(["allocations"])
+    figures = {}
+    for variant in ((), ("-p", "mempool")):
+        workdir = tmp_path / ("on" if variant else "off")
+        workdir.mkdir()
+        context = BenchContext(quick=True, repetitions=1, workdir=workdir, plugin_options=variant)
+        result = await area.run(context)
+        assert result.error is None and result.skipped is None
+        figures[variant] = {c.figure.name: c.figure.median for c in result.comparisons}
+    off, on = figures[()], figures[("-p", "mempool")]
+    assert (
+        set(on)
+        == set(off)
+        == {
+            "traced bytes per 10k messages, batch frames",
+            "traced blocks per 10k messages, alive as each frame is written",
+            "batch frames written",
+        }
+    )
+    # Each frame's encoded copy is gone: about 5 KB and one block per 50 messages.
+    bytes_ = "traced bytes per 10k messages, batch frames"
+    assert on[bytes_] < 0.6 * off[bytes_]
+    blocks = "traced blocks per 10k messages, alive as each frame is written"
+    assert 0 < on[blocks] <= off[blocks] - 200
+    assert on["batch frames written"] > 0
+    assert not tracemalloc.is_tracing()
 
 
 # -- the plugin in a real agent ---------------------------------------------------
