@@ -41,8 +41,6 @@ __all__ = ["AREA"]
 NAME, TITLE = "redis", "Redis"
 #: Requests in flight, concurrent commands, and messages per batch or pipeline.
 WINDOW = 64
-#: Distinct keys the set+get patterns cycle over.
-KEYS = 1000
 #: Seconds a batch may take before the area gives up (the agent died).
 BATCH_TIMEOUT = 30.0
 
@@ -77,7 +75,9 @@ class _Workload:
 
     def agent_pair(self) -> Call:
         async def call(index: int) -> None:
-            key = self.key(index % KEYS)
+            # A key per call: with a shared key, a call stalled while others ran
+            # (a reconnect, say) reads another call's value and fails the check.
+            key = self.key(index)
             await self.agent.request("kv.set", {"key": key, "value": index})
             reply = await self.agent.request("kv.get", {"key": key})
             if reply != {"found": True, "value": index}:
@@ -87,7 +87,7 @@ class _Workload:
 
     def bare_pair(self) -> Call:
         async def call(index: int) -> None:
-            key = KEY_PREFIX + self.key(index % KEYS)
+            key = KEY_PREFIX + self.key(index)
             await self.bare.set(key, _codec.dumps(index))
             raw = await self.bare.get(key)
             if raw is None or _codec.loads(raw) != index:
