@@ -138,6 +138,17 @@ async def test_after_a_full_frame_the_writer_lingers_until_the_batch_fills() -> 
     assert inner.messages == [msg(n) for n in range(4)]
 
 
+async def test_the_rest_of_a_burst_larger_than_max_batch_goes_out_at_once() -> None:
+    # All queued before the first write, nothing more during it: no load to wait for.
+    inner = Inner()
+    batcher = MessageBatcher(inner, max_batch=2, interval=60.0)  # a linger would never end
+    for n in range(5):
+        await batcher.send(msg(n))
+    await settle()
+    assert inner.sizes == [2, 2, 1]
+    assert inner.messages == [msg(n) for n in range(5)]
+
+
 async def test_the_linger_ends_after_interval() -> None:
     inner = Inner(gated=True)
     batcher = MessageBatcher(inner, max_batch=2, interval=0.001)

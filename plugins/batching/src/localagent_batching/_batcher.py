@@ -19,13 +19,16 @@ How a message travels (see the README for the user-facing version):
   message goes out as itself, not wrapped), one frame at a time, in order.
   Messages queued while a frame is being written go in the next frame, which
   is written as soon as the previous write returns.
-* Lingering: if the frame just written was full (``max_batch`` messages, i.e.
-  sustained load) and fewer than ``max_batch`` messages are queued, the writer
-  waits until the queue holds ``max_batch`` messages or ``interval`` seconds
-  have passed, whichever is first, then writes what it has. It never lingers
-  with an empty queue (it goes idle instead), after a partial frame, when
-  ``interval`` is 0, or during :meth:`MessageBatcher.flush`. So ``interval``
-  bounds the delay a message can get from lingering.
+* Lingering: if the frame just written was full (``max_batch`` messages) and
+  more messages came in while it was being written (sustained load), and
+  fewer than ``max_batch`` are queued, the writer waits until the queue holds
+  ``max_batch`` messages or ``interval`` seconds have passed, whichever is
+  first, then writes what it has. It never lingers with an empty queue (it
+  goes idle instead), after a partial frame, after a write during which
+  nothing came in (a burst larger than ``max_batch``, such as the replies to
+  one big inbound batch: its rest goes out at once), when ``interval`` is 0,
+  or during :meth:`MessageBatcher.flush`. So ``interval`` bounds the delay a
+  message can get from lingering.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class MessageBatcher:
         inner: The send path to write frames to (the connection's previous one).
         max_batch: Most messages in one frame (>= 1).
         interval: Longest time, in seconds, the writer lingers for a batch to
-            fill after a full frame (>= 0; 0 never lingers).
+            fill after a full frame during which more came in (>= 0; 0 never
+            lingers).
         max_queue: Most messages waiting before ``send()`` waits for room
             (>= ``max_batch``; default ``20 * max_batch``).
 
@@ -257,12 +261,13 @@ class MessageBatcher:
     async def _write_all(self) -> None:
         """The writer: drain the queue frame by frame, then go idle."""
         queue = self._queue
-        full = False
+        full = grew = False
         try:
             while queue:
                 enabled = self.enabled
                 if (
                     full
+                    and grew
                     and enabled
                     and len(queue) < self.max_batch
                     and self.interval
@@ -276,6 +281,7 @@ class MessageBatcher:
                 else:
                     batch = [queue.popleft() for _ in range(count)]
                 self._admit()
+                left = len(queue)
                 frame = batch[0] if count == 1 else {"type": "batch", "messages": batch}
                 try:
                     await self._inner(frame)
@@ -292,6 +298,8 @@ class MessageBatcher:
                     self.frames += 1
                     self.messages += count
                 full = count == self.max_batch
+                # Came in during the write: queued, or waiting for room.
+                grew = len(queue) > left or bool(self._waiters)
         finally:
             self._writer = None
 
