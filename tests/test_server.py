@@ -370,27 +370,32 @@ async def test_on_connect_greets_and_a_failing_on_connect_does_not_close() -> No
         assert await client.request("ping") == {"pong": True}
 
 
+class _PairBatcher:
+    """Wraps the send path: replies go out two to a batch frame (a pong goes alone)."""
+
+    @hookimpl
+    def on_connect(self, connection: localagent.Connection) -> None:
+        held: list[Any] = []
+
+        def wrap(inner: Any) -> Any:
+            async def send(message: Any) -> None:
+                if message.get("result") == {"pong": True}:
+                    await inner(message)
+                    return
+                held.append(message)
+                if len(held) == 2:
+                    batch = {"type": "batch", "messages": list(held)}
+                    held.clear()
+                    await inner(batch)
+
+            return send
+
+        connection.wrap_send(wrap)
+
+
 async def test_wrapped_send_path_and_client_unbatches() -> None:
     """A plugin can wrap the send path; the client unpacks batch frames it produces."""
-
-    class PairBatcher:
-        @hookimpl
-        def on_connect(self, connection: localagent.Connection) -> None:
-            held: list[Any] = []
-
-            def wrap(inner: Any) -> Any:
-                async def send(message: Any) -> None:
-                    held.append(message)
-                    if len(held) == 2:
-                        batch = {"type": "batch", "messages": list(held)}
-                        held.clear()
-                        await inner(batch)
-
-                return send
-
-            connection.wrap_send(wrap)
-
-    async with serving(plugins={"pairs": PairBatcher()}) as client:
+    async with serving(plugins={"pairs": _PairBatcher()}) as client:
         results = await asyncio.gather(client.request("echo", 1), client.request("echo", 2))
     assert results == [{"data": 1}, {"data": 2}]
 
@@ -435,27 +440,7 @@ async def test_batch_frames_are_encoded_into_buffers_from_the_source() -> None:
             connection.wrap_send(wrap)
             connection.use_buffers(buffers)
 
-    class Pairs:
-        @hookimpl
-        def on_connect(self, connection: localagent.Connection) -> None:
-            held: list[Any] = []
-
-            def wrap(inner: Any) -> Any:
-                async def send(message: Any) -> None:
-                    if message.get("result") == {"pong": True}:
-                        await inner(message)
-                        return
-                    held.append(message)
-                    if len(held) == 2:
-                        batch = {"type": "batch", "messages": list(held)}
-                        held.clear()
-                        await inner(batch)
-
-                return send
-
-            connection.wrap_send(wrap)
-
-    async with serving(plugins={"source": Source(), "pairs": Pairs()}) as client:
+    async with serving(plugins={"source": Source(), "pairs": _PairBatcher()}) as client:
         for size in (10, 5_000, 100):
             payload = "é" * size
             results = await asyncio.gather(
