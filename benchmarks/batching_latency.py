@@ -122,6 +122,8 @@ async def round_trips(ws: ClientConnection, count: int, in_flight: int) -> list[
     """``count`` pings, ``in_flight`` outstanding at once; each round trip in µs."""
     samples: list[float] = []
     ids = iter(range(count))
+    loop = asyncio.get_running_loop()
+    replies = {number: loop.create_future() for number in range(count)}
 
     async def pinger() -> None:
         for number in ids:
@@ -129,9 +131,6 @@ async def round_trips(ws: ClientConnection, count: int, in_flight: int) -> list[
             await ws.send(orjson.dumps({"id": number, "type": "ping"}), text=True)
             await replies[number]
             samples.append((time.perf_counter() - started) * 1e6)
-
-    loop = asyncio.get_running_loop()
-    replies = {number: loop.create_future() for number in range(count)}
 
     async def reader() -> None:
         answered = 0
