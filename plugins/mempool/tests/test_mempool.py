@@ -116,7 +116,7 @@ async def test_the_allocations_area_traces_fewer_bytes_and_blocks_with_it(tmp_pa
             "batch frames written",
         }
     )
-    # Each frame's encoded copy is gone: about 5 KB and one block per 50 messages.
+    # Each frame's encoded copy is gone: ~5 KB and at least a block per frame of 50.
     bytes_ = "traced bytes per 10k messages, batch frames"
     assert on[bytes_] < 0.6 * off[bytes_]
     blocks = "traced blocks per 10k messages, alive as each frame is written"
