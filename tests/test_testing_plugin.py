@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import localagent
 from localagent import handles, hookimpl
+from localagent.testing import RedisServer
 
 
 class Greeter:
@@ -60,3 +68,36 @@ def test_each_test_gets_its_own_config_dir(
     assert os.environ["LOCALAGENT_CONFIG_DIR"] == str(localagent_config_dir)
     assert str(localagent_config_dir).startswith(str(tmp_path))
     assert os.environ["LOCALAGENT_LOAD_PLUGINS"] == ""
+
+
+PARENT = """
+import sys, time
+from pathlib import Path
+from localagent.testing import RedisServer
+server = RedisServer(Path(sys.argv[1]), durable=False)
+server.start()
+print(server.port, server.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_private_redis_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path / "redis")], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    port, pid = map(int, parent.stdout.readline().split())
+    probe = RedisServer(tmp_path / "probe")
+    probe.port = port  # its ping() asks this port
+    try:
+        assert probe.ping()
+        parent.kill()  # SIGKILL: no cleanup code of the parent runs
+        parent.wait()
+        deadline = time.monotonic() + 30  # a bound for a hung check, not a speed figure
+        while probe.ping() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not probe.ping()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # never left behind, even when the check failed

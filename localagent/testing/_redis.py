@@ -3,14 +3,22 @@
 Never the user's Redis and never a mock. By default append-only persistence
 with ``appendfsync always`` is on, so a write Redis acknowledged survives a
 restart of this server, which is what the fault tests check.
+
+On Linux, a server started from the main thread gets SIGTERM when the process
+that started it dies, however it dies: a test run or a ``localagent bench``
+killed by a timeout leaves no ``redis-server`` behind.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["RedisServer", "free_port"]
@@ -21,6 +29,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+#: ``prctl`` option: the signal the kernel sends a child when its parent thread exits.
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """What the child runs before exec: ask the kernel for SIGTERM when the parent goes away."""
+    # The kernel ties the signal to the thread that forked. Only the main
+    # thread lives as long as the process; from another one (an executor's,
+    # say) the server would die with that thread, so it is not asked for.
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None).prctl  # looked up here: the child only calls it
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return die_with_parent
 
 
 class RedisServer:
@@ -62,6 +91,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_parent_death_hook(),
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
