@@ -36,8 +36,6 @@ __all__ = ["AREA"]
 NAME, TITLE = "pooling", "Connection pooling"
 #: Concurrent callers in the caller figures; commands per bare pipeline.
 CALLERS = 50
-#: Keys the kv figures cycle over.
-KEYS = 1000
 
 
 # -- WebSocket ------------------------------------------------------------------------
@@ -144,7 +142,7 @@ async def _agent_kv(client: Client, prefix: str, pairs: int) -> float:
     """``pairs`` kv.set + kv.get with ``CALLERS`` in flight; ops/s."""
 
     async def call(index: int) -> None:
-        key = f"{prefix}{index % KEYS}"
+        key = f"{prefix}{index}"  # a key per call, as in the redis area
         await client.request("kv.set", {"key": key, "value": index})
         reply = await client.request("kv.get", {"key": key})
         if reply != {"found": True, "value": index}:
@@ -160,7 +158,7 @@ async def _connection_per_op(url: str, prefix: str, ops: int) -> float:
     async def call(index: int) -> None:
         connection = redis.asyncio.Redis.from_url(url, single_connection_client=True)
         try:
-            key = f"{KEY_PREFIX}{prefix}{index % KEYS}"
+            key = f"{KEY_PREFIX}{prefix}{index}"
             if not await connection.set(key, _codec.dumps(index)):
                 raise RuntimeError(f"SET {key} failed")
         finally:
