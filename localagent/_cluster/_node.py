@@ -736,7 +736,7 @@ class ClusterNode:
                 elif kind == BROADCAST_KIND:
                     self._relay(event)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     def _relay(self, event: dict[str, Any]) -> None:
         """Send a broadcast to every client of this agent but the one it came from."""
