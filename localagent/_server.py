@@ -104,7 +104,11 @@ class Server:
         return f"ws://{host}:{self.port}"
 
     async def start(self) -> None:
-        """Run ``on_load`` for every plugin, then start listening.
+        """Bind the port, run ``on_load`` for every plugin, then accept connections.
+
+        The port is bound first, so that an agent that cannot listen (the port is
+        taken) fails before any plugin's ``on_load`` starts anything; connections
+        are accepted only once every ``on_load`` has finished.
 
         Raises:
             ConfigError: A non-loopback bind without ``allow_remote``, or the
@@ -124,12 +128,12 @@ class Server:
                 server.host,
             )
         self.token_file.get()  # create it now, not at the first handshake
-        await self.runtime.start()
         try:
-            self._ws_server = await serve(
+            ws_server = await serve(
                 self._handle,
                 server.host,
                 server.port,
+                start_serving=False,
                 process_request=self._check_handshake,
                 compression="deflate" if server.compression else None,
                 max_size=server.max_message_size,
@@ -140,10 +144,19 @@ class Server:
                 logger=redacting_logger("localagent.websockets.server", self.token_file.get),
             )
         except OSError as exc:
-            await self.runtime.aclose()
             raise ConfigError(
                 f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}"
             ) from None
+        self._ws_server = ws_server
+        try:
+            await self.runtime.start()
+            await ws_server.start_serving()
+        except BaseException:
+            self._ws_server = None
+            ws_server.close()
+            await ws_server.wait_closed()
+            await self.runtime.aclose()
+            raise
         self.runtime.listening(self.url)
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:

@@ -335,6 +335,46 @@ async def test_failing_on_load_is_fatal_when_strict() -> None:
         await server.start()
 
 
+async def test_a_taken_port_fails_before_any_on_load_runs() -> None:
+    loaded: list[str] = []
+
+    class Probe:
+        @hookimpl
+        def on_load(self) -> None:
+            loaded.append("probe")
+
+    async with _start() as first:
+        server = Server.create(port=first.port, extra_plugins={"probe": Probe()})
+        with pytest.raises(
+            localagent.ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"
+        ):
+            await server.start()
+    assert loaded == []
+
+
+async def test_connections_are_refused_until_every_on_load_finished() -> None:
+    loading, release = asyncio.Event(), asyncio.Event()
+
+    class Slow:
+        @hookimpl
+        async def on_load(self) -> None:
+            loading.set()
+            await asyncio.wait_for(release.wait(), 10)
+
+    server = _start(plugins={"slow": Slow()})
+    starting = asyncio.create_task(server.start())
+    await asyncio.wait_for(loading.wait(), 10)
+    with pytest.raises(ConnectionRefusedError):  # bound, not listening yet
+        await asyncio.open_connection("127.0.0.1", server.port)
+    release.set()
+    await starting
+    try:
+        async with Client(server.url, server.token_file.get()) as client:
+            assert await client.request("ping") == {"pong": True}
+    finally:
+        await server.aclose()
+
+
 async def test_on_load_gets_the_agent_with_plugin_config(isolated_env: Any) -> None:
     isolated_env.mkdir(parents=True, exist_ok=True)
     (isolated_env / "config.toml").write_text('[plugins.configured]\ngreeting = "hi"\n')

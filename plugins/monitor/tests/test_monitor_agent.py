@@ -259,6 +259,30 @@ async def test_a_taken_port_fails_the_plugin_by_name_and_the_agent_serves_on(
                 assert await client.request("ping") == {"pong": True}
 
 
+def test_when_the_agents_port_is_taken_the_monitor_never_starts(
+    localagent_config_dir: Path,
+) -> None:
+    with socket.socket() as taken, socket.socket() as probe:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        agent_port = taken.getsockname()[1]
+        probe.bind(("127.0.0.1", 0))  # a free port for the monitor, released just below
+        monitor_port = probe.getsockname()[1]
+        probe.close()
+        write_config(localagent_config_dir, f"port = {monitor_port}\n")
+        env = {**os.environ, "LOCALAGENT_LOAD_PLUGINS": "monitor"}
+        result = subprocess.run(
+            [sys.executable, "-m", "localagent", "serve", "--port", str(agent_port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{agent_port}" in result.stderr
+    assert "monitor listening" not in result.stderr, result.stderr
+
+
 async def test_a_bad_setting_fails_the_plugin_naming_the_key(localagent_config_dir: Path) -> None:
     write_config(localagent_config_dir, "tick = -1\n")
     server = localagent.Server.create(port=0, options=["monitor"])
