@@ -135,22 +135,26 @@ def main(config_dir: str | None) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
+    metavar="N",
     help="batching plugin: most messages per batch frame (default 50).",
 )
 @click.option(
     "--batch-interval",
     type=click.FloatRange(min=0),
+    metavar="SECONDS",
     help="batching plugin: longest wait, in seconds, for a batch to fill under load "
     "(default 0.005; 0 never waits).",
 )
 @click.option(
     "--batch-queue",
     type=click.IntRange(min=1),
+    metavar="N",
     help="batching plugin: messages queued before senders wait (default 20 x batch size).",
 )
 @click.option(
     "--monitor-port",
     type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
     help="monitor plugin: port of its HTTP endpoints (default 8080; 0 picks a free one).",
 )
 @click.option(
@@ -314,6 +318,7 @@ def _load_summary(info: PluginInfo) -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
     default=30.0,
     show_default=True,
     help="Seconds to wait for the reply.",

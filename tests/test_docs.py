@@ -136,6 +136,75 @@ def test_cli_md_mentions_only_options_that_exist() -> None:
     assert not stale, f"cli.md mentions options that do not exist: {stale}"
 
 
+# The reference reads as `--help` does: the same usage line, and the options table's first
+# column is what `--help` prints for each option, in its order (`--help` itself is documented
+# once, under `localagent`).
+TEXT_BLOCK = re.compile(r"^```text\n(.*?)\n```", re.MULTILINE | re.DOTALL)
+OPTION_ROW = re.compile(r"^\| (`-.*?) \|", re.MULTILINE)
+
+
+def _help_context(path: tuple[str, ...]) -> click.Context:
+    context = main.make_context("localagent", ["--help"], resilient_parsing=True)
+    for name in path:
+        command = context.command
+        assert isinstance(command, click.Group)
+        context = command.commands[name].make_context(name, [], context, resilient_parsing=True)
+    return context
+
+
+@pytest.mark.parametrize(("name", "command"), COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_cli_md_usage_and_options_read_as_help_does(name: str, command: click.Command) -> None:
+    context = _help_context(tuple(name.split()[1:]))
+    help_option = command.get_help_option(context)
+    # The root's usage opens the page, above its options.
+    section = _read("cli.md") if command is main else _sections(_read("cli.md"))[name]
+    usage = TEXT_BLOCK.search(section)
+    assert usage is not None, f"cli.md, section '{name}', has no usage block"
+    expected = " ".join((name, *command.collect_usage_pieces(context)))
+    assert usage.group(1) == expected, f"cli.md, '{name}': the usage line is {expected!r}"
+
+    table = _sections(_read("cli.md"))[name]
+    rows = [row.replace("`", "").replace("\\|", "|") for row in OPTION_ROW.findall(table)]
+    shown = [
+        record[0]
+        for param in command.get_params(context)
+        if isinstance(param, click.Option)
+        and param is not help_option
+        and (record := param.get_help_record(context)) is not None
+    ]
+    if command is main:
+        assert help_option is not None and help_option.get_help_record(context) is not None
+        shown.append(help_option.get_help_record(context)[0])
+    assert rows == shown, f"cli.md, '{name}': the options table should list {shown}"
+
+
+def test_cli_md_lists_the_bench_areas_in_the_order_they_run() -> None:
+    from localagent._bench.areas import AREAS
+
+    areas = [name for name, _module in AREAS]
+    section = _sections(_read("cli.md"))["localagent bench"]
+    listed = section[: section.index("in that order")]
+    assert [word for word in re.findall(r"`(\w+)`", listed) if word in areas] == areas
+    help_text = main.commands["bench"].get_help(_help_context(("bench",)))
+    assert ", ".join(areas) in " ".join(help_text.split())
+
+
+def test_performance_md_counts_and_orders_the_bench_areas() -> None:
+    from localagent._bench.areas import AREAS
+
+    areas = [name for name, _module in AREAS]
+    numbers = "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    numbers += "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
+    pattern = rf"\b({'|'.join(numbers.split())}) areas\b"
+    counts = set(re.findall(pattern, _read("performance.md")))
+    assert counts == {numbers.split()[len(areas)]}, (
+        f"performance.md counts the areas as {sorted(counts)}; there are {len(areas)}"
+    )
+    table = _sections(_read("performance.md"))["localagent bench"]
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    assert rows == areas, f"performance.md's area table should list {areas}, in that order"
+
+
 # -- (c) configuration.md documents every [server] setting -------------------
 
 
@@ -220,6 +289,13 @@ def test_protocol_md_states_the_protocol_constants() -> None:
 
 
 # -- the pages themselves ----------------------------------------------------
+
+
+def test_the_readme_layout_names_every_plugin_distribution() -> None:
+    layout = _sections((DOCS.parent / "README.md").read_text(encoding="utf-8"))["Layout"]
+    plugins = sorted(path.parent.name for path in DOCS.parent.glob("plugins/*/pyproject.toml"))
+    missing = [name for name in plugins if not _mentions(layout, name)]
+    assert not missing, f"README.md's layout does not name the plugins {missing}"
 
 
 def _slug(heading: str) -> str:
