@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 CONFIG_FILE_NAME = "config.toml"
+#: The cluster's shared secret, in the config directory unless ``cluster_secret_file`` says.
+CLUSTER_SECRET_FILE_NAME = "cluster-secret"
 ENV_PREFIX = "LOCALAGENT_"
 
 
@@ -145,6 +147,14 @@ def _path(value: Any) -> Path:
     return Path(value).expanduser().absolute()
 
 
+def _optional_path(value: Any) -> Path | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | Path):
+        raise TypeError("expected a file path")
+    return Path(value).expanduser().absolute()
+
+
 def _redis_url(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -185,6 +195,8 @@ class AgentSettings:
             ``host:port`` it listens on).
         cluster_timeout: Seconds a message routed to another agent waits
             for its reply before the sender gets a ``timeout`` error.
+        cluster_secret_file: The file holding the secret the agents of the
+            cluster share (default: ``cluster-secret`` in the config dir).
     """
 
     workspace: Path = attrs.field(factory=_default_workspace, converter=_path)
@@ -192,6 +204,7 @@ class AgentSettings:
     cluster: str | None = attrs.field(default=None, converter=_cluster_name)
     cluster_agent: str | None = attrs.field(default=None, converter=_agent_name)
     cluster_timeout: float = attrs.field(default=30.0, converter=_float, validator=_positive)
+    cluster_secret_file: Path | None = attrs.field(default=None, converter=_optional_path)
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +229,11 @@ class Settings:
     def config_file(self) -> Path:
         """The path of ``config.toml``."""
         return self.config_dir / CONFIG_FILE_NAME
+
+    @property
+    def cluster_secret_path(self) -> Path:
+        """Where the cluster's secret is read from (``cluster_secret_file`` or the default)."""
+        return self.agent.cluster_secret_file or self.config_dir / CLUSTER_SECRET_FILE_NAME
 
     @property
     def disabled_plugins(self) -> frozenset[str]:

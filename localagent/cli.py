@@ -125,6 +125,13 @@ def main(config_dir: str | None) -> None:
     help="This agent's name in the cluster (default: the host:port it listens on).",
 )
 @click.option(
+    "--cluster-secret-file",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="The secret the cluster's agents share, mode 0600 (default: cluster-secret "
+    "in the config dir; create one with `localagent cluster secret`).",
+)
+@click.option(
     "--set",
     "plugin_settings",
     multiple=True,
@@ -180,6 +187,7 @@ def serve(
     redis: str | None,
     cluster: str | None,
     cluster_agent: str | None,
+    cluster_secret_file: str | None,
     plugin_settings: tuple[str, ...],
     batch_size: int | None,
     batch_interval: float | None,
@@ -199,6 +207,7 @@ def serve(
         "redis": redis,
         "cluster": cluster,
         "cluster_agent": cluster_agent,
+        "cluster_secret_file": cluster_secret_file,
         "loop": loop,
     }
     if origins:
@@ -215,6 +224,10 @@ def serve(
         if value is not None
     )
     settings = load_settings(overrides={**overrides, **plugin_overrides})
+    if settings.agent.cluster is not None:  # fail now, not in the cluster plugin's on_load
+        from ._cluster._signing import read_secret_file
+
+        read_secret_file(settings.cluster_secret_path)
     from ._loop import run
 
     wanted = {key.partition(".")[0] for key in plugin_overrides}
@@ -607,6 +620,25 @@ def plugins_cache_clear() -> None:
 @main.group()
 def cluster() -> None:
     """Inspect the cluster of agents sharing Redis (serve --cluster NAME)."""
+
+
+@cluster.command("secret")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def cluster_secret(path: str | None) -> None:
+    """Create the secret the agents of a cluster share, in a new file (mode 0600).
+
+    PATH defaults to where serve looks for it: [agent] cluster_secret_file, or
+    cluster-secret in the config dir. Give every agent of the cluster a copy
+    (--cluster-secret-file PATH). The secret never goes through Redis; a file
+    that exists is never replaced.
+    """
+    from pathlib import Path
+
+    from ._cluster._signing import create_secret_file
+
+    target = Path(path).expanduser().absolute() if path else load_settings().cluster_secret_path
+    create_secret_file(target)
+    click.echo(f"wrote a new cluster secret to {target} (mode 0600)")
 
 
 @cluster.command("status")

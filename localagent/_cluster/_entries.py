@@ -2,9 +2,14 @@
 
 Pure code, no I/O. Values are encoded with :mod:`localagent.codec` (JSON).
 A request entry has the fields ``uid``, ``from`` (``AGENT/CONNID`` of the
-sender), ``to`` and ``msg`` (the message's ``{"id", "type", "data"}``); a
-reply entry has ``uid``, ``end`` (``1`` for the final reply, ``0`` for a
-message streamed before it) and ``msg`` (the message as the target sent it).
+sender), ``to``, ``msg`` (the message's ``{"id", "type", "data"}``), ``ts``
+(when it was signed, Unix milliseconds) and ``mac``; a reply entry has
+``uid``, ``from`` (the agent that answers), ``end`` (``1`` for the final
+reply, ``0`` for a message streamed before it), ``seq`` (its place among the
+request's replies, from 0), ``msg`` (the message as the target sent it),
+``ts`` and ``mac``. The ``mac`` (:class:`~._signing.Signer`) covers every
+other field and the agent whose stream holds the entry; what fails it, or is
+too old, is rejected (:class:`RejectedEntry`), never handled.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ from typing import Any, Final
 import attrs
 
 from .. import _codec
+from ._signing import MAX_AGE_SECONDS, MAX_SKEW_SECONDS, Signer
 
 __all__ = [
+    "EVENT_MAX_AGE_SECONDS",
+    "EntryError",
+    "ExpiredEntry",
+    "ForgedEntry",
     "Registration",
+    "RejectedEntry",
+    "ReplayedEntry",
     "Reply",
     "Request",
     "decode_event",
@@ -32,10 +44,49 @@ __all__ = [
 Fields = Mapping[bytes, bytes]
 
 _UID, _FROM, _TO, _MSG, _END = b"uid", b"from", b"to", b"msg", b"end"
+_SEQ, _TS, _MAC = b"seq", b"ts", b"mac"
+_REQUEST, _REPLY, _EVENT = b"request", b"reply", b"event"
+
+#: How old a broadcast or presence event may be (pub/sub delivers at once or never).
+EVENT_MAX_AGE_SECONDS: Final = 60.0
 
 
 class EntryError(ValueError):
     """A stream entry or pub/sub payload that is not in the cluster's format."""
+
+
+class RejectedEntry(EntryError):
+    """An entry no agent of this cluster wrote for this agent, now: never handled."""
+
+
+class ForgedEntry(RejectedEntry):
+    """Its MAC is missing or wrong: not signed with the cluster's secret, or altered."""
+
+
+class ExpiredEntry(RejectedEntry):
+    """Signed too long ago (or too far in the future) to tell it from a replay."""
+
+
+class ReplayedEntry(RejectedEntry):
+    """A copy of an entry that was handled already."""
+
+
+def _millis(seconds: float) -> bytes:
+    return str(int(seconds * 1000)).encode()
+
+
+def _signed_at(raw: bytes, now: float, max_age: float) -> float:
+    """The signing time in a ``ts`` field, checked against ``now``.
+
+    Raises:
+        ExpiredEntry: Older than ``max_age`` or too far in the future.
+    """
+    signed = int(raw) / 1000
+    if signed < now - max_age:
+        raise ExpiredEntry(f"signed {now - signed:.0f} s ago (at most {max_age:g} s)")
+    if signed > now + MAX_SKEW_SECONDS:
+        raise ExpiredEntry(f"signed {signed - now:.0f} s in the future")
+    return signed
 
 
 @attrs.frozen(slots=True)
@@ -57,42 +108,66 @@ class Request:
     id: str | int | None
     type: str
     data: Any = None
+    signed_at: float = 0.0
 
     @property
     def sender_agent(self) -> str:
         return self.sender.partition("/")[0]
 
-    def fields(self) -> dict[bytes, bytes]:
-        """The stream entry's fields."""
+    def fields(self, signer: Signer, target: str) -> dict[bytes, bytes]:
+        """The stream entry's fields, signed for the inbox of agent ``target``."""
         msg = _codec.dumps({"id": self.id, "type": self.type, "data": self.data})
-        return {
-            _UID: self.uid.encode(),
-            _FROM: self.sender.encode(),
-            _TO: self.to.encode(),
-            _MSG: msg,
-        }
+        uid, sender, to, ts = (
+            self.uid.encode(),
+            self.sender.encode(),
+            self.to.encode(),
+            _millis(self.signed_at),
+        )
+        mac = signer.sign(_REQUEST, target.encode(), uid, sender, to, ts, msg)
+        return {_UID: uid, _FROM: sender, _TO: to, _TS: ts, _MSG: msg, _MAC: mac}
 
 
-def decode_request(fields: Fields) -> Request:
-    """The request in a stream entry.
+def decode_request(fields: Fields, signer: Signer, target: str, now: float) -> Request:
+    """The request in a stream entry of agent ``target``'s inbox, verified.
 
     Raises:
-        EntryError: The entry is not a request of this format.
+        ForgedEntry: Not signed with the cluster's secret for this inbox.
+        ExpiredEntry: Signed too long ago.
+        EntryError: Signed, but not a request of this format.
     """
     try:
-        msg = _codec.loads(fields[_MSG])
-        msg_id, msg_type = msg["id"], msg["type"]
+        uid, sender, to, ts, msg, mac = (
+            fields[_UID],
+            fields[_FROM],
+            fields[_TO],
+            fields[_TS],
+            fields[_MSG],
+            fields[_MAC],
+        )
+    except KeyError as exc:
+        raise ForgedEntry(
+            f"not a signed request entry: no field {exc.args[0].decode()!r}"
+        ) from None
+    if not signer.verify(mac, _REQUEST, target.encode(), uid, sender, to, ts, msg):
+        raise ForgedEntry("a request entry with a wrong MAC")
+    try:
+        signed_at = _signed_at(ts, now, MAX_AGE_SECONDS)
+        message = _codec.loads(msg)
+        msg_id, msg_type = message["id"], message["type"]
         if not isinstance(msg_type, str) or not (msg_id is None or isinstance(msg_id, str | int)):
             raise TypeError("bad id or type")
         return Request(
-            uid=fields[_UID].decode(),
-            sender=fields[_FROM].decode(),
-            to=fields[_TO].decode(),
+            uid=uid.decode(),
+            sender=sender.decode(),
+            to=to.decode(),
             id=msg_id,
             type=msg_type,
-            data=msg.get("data"),
+            data=message.get("data"),
+            signed_at=signed_at,
         )
-    except (KeyError, TypeError, UnicodeDecodeError, _codec.DecodeError) as exc:
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, _codec.DecodeError) as exc:
+        if isinstance(exc, ExpiredEntry):
+            raise
         raise EntryError(f"not a request entry: {exc!r}") from None
 
 
@@ -109,25 +184,62 @@ class Reply:
     uid: str
     final: bool
     message: Any
+    responder: str = ""
+    seq: int = 0
+    signed_at: float = 0.0
 
-    def fields(self) -> dict[bytes, bytes]:
-        """The stream entry's fields."""
+    def fields(self, signer: Signer, target: str) -> dict[bytes, bytes]:
+        """The stream entry's fields, signed for the replies stream of agent ``target``."""
+        uid, responder, end, seq, ts, msg = (
+            self.uid.encode(),
+            self.responder.encode(),
+            b"1" if self.final else b"0",
+            str(self.seq).encode(),
+            _millis(self.signed_at),
+            _codec.dumps(self.message),
+        )
+        mac = signer.sign(_REPLY, target.encode(), uid, responder, end, seq, ts, msg)
         return {
-            _UID: self.uid.encode(),
-            _END: b"1" if self.final else b"0",
-            _MSG: _codec.dumps(self.message),
+            _UID: uid,
+            _FROM: responder,
+            _END: end,
+            _SEQ: seq,
+            _TS: ts,
+            _MSG: msg,
+            _MAC: mac,
         }
 
 
-def decode_reply(fields: Fields) -> Reply:
-    """The reply in a stream entry.
+def decode_reply(fields: Fields, signer: Signer, target: str, now: float) -> Reply:
+    """The reply in a stream entry of agent ``target``'s replies stream, verified.
 
     Raises:
-        EntryError: The entry is not a reply of this format.
+        ForgedEntry: Not signed with the cluster's secret for this stream.
+        ExpiredEntry: Signed too long ago.
+        EntryError: Signed, but not a reply of this format.
     """
     try:
-        return Reply(fields[_UID].decode(), fields[_END] == b"1", _codec.loads(fields[_MSG]))
-    except (KeyError, UnicodeDecodeError, _codec.DecodeError) as exc:
+        uid, responder, end, seq, ts, msg, mac = (
+            fields[_UID],
+            fields[_FROM],
+            fields[_END],
+            fields[_SEQ],
+            fields[_TS],
+            fields[_MSG],
+            fields[_MAC],
+        )
+    except KeyError as exc:
+        raise ForgedEntry(f"not a signed reply entry: no field {exc.args[0].decode()!r}") from None
+    if not signer.verify(mac, _REPLY, target.encode(), uid, responder, end, seq, ts, msg):
+        raise ForgedEntry("a reply entry with a wrong MAC")
+    try:
+        signed_at = _signed_at(ts, now, MAX_AGE_SECONDS)
+        return Reply(
+            uid.decode(), end == b"1", _codec.loads(msg), responder.decode(), int(seq), signed_at
+        )
+    except (ValueError, UnicodeDecodeError, _codec.DecodeError) as exc:
+        if isinstance(exc, ExpiredEntry):
+            raise
         raise EntryError(f"not a reply entry: {exc!r}") from None
 
 
@@ -151,30 +263,51 @@ JOIN_KIND: Final = "join"
 LEAVE_KIND: Final = "leave"
 
 
-def encode_broadcast(sender: str, message_type: str, data: Any) -> bytes:
-    """A broadcast from ``sender`` (``AGENT/CONNID``) for every peer of every agent."""
-    return _codec.dumps(
-        {"kind": BROADCAST_KIND, "from": sender, "type": message_type, "data": data}
-    )
+def _signed_event(signer: Signer, event: dict[str, Any], now: float) -> bytes:
+    payload = _codec.dumps({**event, "ts": int(now * 1000)})
+    return signer.sign(_EVENT, payload).hex().encode() + b" " + payload
 
 
-def encode_presence(kind: str, agent: str) -> bytes:
-    """``join`` or ``leave`` of ``agent``."""
-    return _codec.dumps({"kind": kind, "agent": agent})
+def encode_broadcast(
+    signer: Signer, sender: str, message_type: str, data: Any, now: float
+) -> bytes:
+    """A broadcast from ``sender`` (``AGENT/CONNID``) for every peer of every agent, signed."""
+    event = {"kind": BROADCAST_KIND, "from": sender, "type": message_type, "data": data}
+    return _signed_event(signer, event, now)
 
 
-def decode_event(payload: bytes) -> dict[str, Any]:
-    """A pub/sub payload: a broadcast or a presence event (``kind`` says which).
+def encode_presence(signer: Signer, kind: str, agent: str, now: float) -> bytes:
+    """``join`` or ``leave`` of ``agent``, signed."""
+    return _signed_event(signer, {"kind": kind, "agent": agent}, now)
+
+
+def decode_event(payload: bytes, signer: Signer, now: float) -> dict[str, Any]:
+    """A pub/sub payload: a broadcast or a presence event (``kind`` says which), verified.
 
     Raises:
-        EntryError: It is not one.
+        ForgedEntry: Not signed with the cluster's secret.
+        ExpiredEntry: Older than :data:`EVENT_MAX_AGE_SECONDS`.
+        EntryError: Signed, but not an event of this format.
     """
+    mac_hex, _, body = payload.partition(b" ")
     try:
-        event = _codec.loads(payload)
+        mac = bytes.fromhex(mac_hex.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise ForgedEntry("a pub/sub payload without a MAC") from None
+    if not signer.verify(mac, _EVENT, body):
+        raise ForgedEntry("a pub/sub payload with a wrong MAC")
+    try:
+        event = _codec.loads(body)
     except _codec.DecodeError as exc:
         raise EntryError(f"not a cluster event: {exc}") from None
     if type(event) is not dict or event.get("kind") not in (BROADCAST_KIND, JOIN_KIND, LEAVE_KIND):
         raise EntryError(f"not a cluster event: {event!r}")
+    try:
+        _signed_at(str(event["ts"]).encode(), now, EVENT_MAX_AGE_SECONDS)
+    except (KeyError, ValueError) as exc:
+        if isinstance(exc, ExpiredEntry):
+            raise
+        raise EntryError(f"not a cluster event: {exc!r}") from None
     return event
 
 
@@ -189,6 +322,8 @@ class Registration:
         hostname: The machine it runs on.
         started: When it started (Unix time).
         heartbeat: Its last heartbeat (Unix time).
+        rejected: Entries and payloads it rejected since it started: forged,
+            expired or replayed (what Redis holds is not signed: a display only).
     """
 
     name: str
@@ -197,6 +332,7 @@ class Registration:
     hostname: str
     started: float
     heartbeat: float
+    rejected: int = 0
 
     def encode(self) -> bytes:
         return _codec.dumps(attrs.asdict(self))
@@ -206,6 +342,12 @@ class Registration:
         """Raises: EntryError: Not a registration."""
         try:
             value = _codec.loads(raw)
-            return cls(**{field.name: value[field.name] for field in attrs.fields(cls)})
+            return cls(
+                **{
+                    field.name: value[field.name]
+                    for field in attrs.fields(cls)
+                    if field.name in value or field.default is attrs.NOTHING
+                }
+            )
         except (KeyError, TypeError, _codec.DecodeError) as exc:
             raise EntryError(f"not a registration: {exc!r}") from None

@@ -7,6 +7,12 @@ stream, consumes its own inbox (in batches, acknowledging each entry once its
 reply is written), and relays broadcasts over pub/sub. Redis going away never
 stops the agent: forwarding fails with ``unavailable`` meanwhile, and every
 loop backs off and resumes alone once Redis answers again.
+
+Redis is not trusted with authority: everything a node writes is signed with
+the cluster's secret (:mod:`._signing`), and what it reads is verified first.
+An entry that fails (forged, altered, expired, replayed) is acknowledged,
+counted, reported to ``on_error`` and logged without its content, at most a
+line every few seconds, and never handled nor passed to a client.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from .._protocol import Message as Parsed
 from ..exceptions import ConnectionLost
 from ._entries import (
     BROADCAST_KIND,
+    EVENT_MAX_AGE_SECONDS,
     JOIN_KIND,
     LEAVE_KIND,
     EntryError,
     Registration,
+    RejectedEntry,
+    ReplayedEntry,
     Reply,
     Request,
     decode_event,
@@ -45,6 +54,7 @@ from ._entries import (
     is_final_reply,
 )
 from ._names import Address, Keys, parse_address, safe_url
+from ._signing import MAX_AGE_SECONDS, MAX_SKEW_SECONDS, Signer
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -84,6 +94,8 @@ DONE_SECONDS: Final = 24 * 3600
 MAX_REPLIES: Final = 100_000
 #: Seconds between trims of this agent's streams (entries every reader acknowledged).
 TRIM_SECONDS: Final = 5.0
+#: Seconds between two log lines about rejected entries (the others are counted).
+REJECT_LOG_SECONDS: Final = 10.0
 
 
 class _Backoff:
@@ -118,6 +130,7 @@ class RemoteSender(ConnectionBase):
         "entry_id",
         "remote_address",
         "request",
+        "sent",
         "state",
     )
 
@@ -132,6 +145,7 @@ class RemoteSender(ConnectionBase):
         self.remote_address: str | None = None
         self.state: dict[str, Any] = {}
         self.answered = False
+        self.sent = 0  # replies written so far: the next one's seq
         self.send_path: SendFunc = self._send
         self._close_callbacks: list[CloseCallback] = []
         self._report = None
@@ -168,14 +182,26 @@ class _Waiter:
     waiters whose deadline passed, checked a few times a second.
     """
 
-    __slots__ = ("deadline", "items", "wakeup")
+    __slots__ = ("agent", "deadline", "items", "next_seq", "wakeup")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, agent: str, deadline: float) -> None:
+        self.agent = agent  # the agent asked: the only one whose replies count
         self.deadline = deadline
+        self.next_seq = 0
         self.items: collections.deque[Reply] = collections.deque()
         self.wakeup: asyncio.Future[None] | None = None
 
     def put(self, reply: Reply) -> None:
+        """Take ``reply``, the next one from the agent asked.
+
+        Raises:
+            RejectedEntry: It comes from another agent, or out of order (a copy).
+        """
+        if reply.responder != self.agent:
+            raise RejectedEntry(f"a reply from {reply.responder!r}, asked {self.agent!r}")
+        if reply.seq != self.next_seq:
+            raise ReplayedEntry(f"reply {reply.seq} of a request, expected {self.next_seq}")
+        self.next_seq += 1
         self.items.append(reply)
         wakeup = self.wakeup
         if wakeup is not None and not wakeup.done():
@@ -204,6 +230,11 @@ class ClusterNode:
         redis_url: The Redis the cluster shares.
         name: This agent's name (default: ``host:port`` it listens on).
         timeout: Seconds a forwarded message waits for its reply.
+        secret: The cluster's shared secret (:func:`._signing.read_secret_file`).
+
+    Attributes:
+        rejected: Entries and payloads rejected since the start, by kind
+            (``ForgedEntry``, ``ExpiredEntry``, ``ReplayedEntry``, ...).
     """
 
     def __init__(
@@ -212,6 +243,7 @@ class ClusterNode:
         *,
         cluster: str,
         redis_url: str,
+        secret: bytes,
         name: str | None = None,
         timeout: float = 30.0,
     ) -> None:
@@ -221,6 +253,7 @@ class ClusterNode:
 
         self.runtime = runtime
         self.keys = Keys(cluster)
+        self.signer = Signer(cluster, key=secret)
         self.url = redis_url
         self.name: str | None = name
         self.timeout = timeout
@@ -254,6 +287,15 @@ class ClusterNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = time.time()
         self.joined = asyncio.Event()
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self._logged_rejects = 0
+        self._last_reject_log = -REJECT_LOG_SECONDS
+        # Replays: the uids of the requests accepted (and the MACs of the events
+        # relayed) within the time an entry stays valid, with when each was signed.
+        # Requests signed before this node started may have been handled by an
+        # earlier run: for those, the "handled" records in Redis decide.
+        self._seen: dict[str, float] = {}
+        self._seen_events: dict[bytes, float] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -265,6 +307,7 @@ class ClusterNode:
         name = self.name
         logger.info("joining cluster %r as agent %r", self.keys.cluster, name)
         loops = [
+            self._warn_if_open(),
             self._loop(self._heartbeat, "heartbeat"),
             self._loop(self._consume_inbox, "inbox"),
             self._loop(self._consume_replies, "replies"),
@@ -308,14 +351,61 @@ class ClusterNode:
             await backoff.wait()
 
     async def _expire(self) -> None:
-        """Fail the forwarded requests whose reply did not come in time."""
+        """Fail the forwarded requests whose reply did not come in time; forget old uids."""
         tick = min(0.25, self.timeout / 4)
+        last_prune = time.monotonic()
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
             for waiter in list(self._waiting.values()):
                 if waiter.deadline <= now:
                     waiter.expire()
+            if now - last_prune >= HEARTBEAT_SECONDS:
+                self._prune_seen(time.time())
+                last_prune = now
+
+    def _prune_seen(self, now: float) -> None:
+        """Forget what is too old to come back: it would be rejected as expired."""
+        oldest = now - MAX_AGE_SECONDS - MAX_SKEW_SECONDS
+        self._seen = {uid: at for uid, at in self._seen.items() if at >= oldest}
+        oldest = now - EVENT_MAX_AGE_SECONDS - MAX_SKEW_SECONDS
+        self._seen_events = {m: at for m, at in self._seen_events.items() if at >= oldest}
+
+    def _reject(self, error: RejectedEntry, where: str) -> None:
+        """Count, report and log (rate-limited, without its content) a rejected entry."""
+        from .._runtime import ErrorContext
+
+        kind = type(error).__name__
+        self.rejected[kind] += 1
+        self.runtime.report(error, ErrorContext("transport", plugin="cluster"))
+        now = time.monotonic()
+        if now - self._last_reject_log < REJECT_LOG_SECONDS:
+            self._logged_rejects += 1
+            return
+        more = f" ({self._logged_rejects} more rejected since)" if self._logged_rejects else ""
+        logger.warning("cluster: rejected %s: %s: %s%s", where, kind, error, more)
+        self._last_reject_log, self._logged_rejects = now, 0
+
+    async def _warn_if_open(self) -> None:
+        """Warn when the cluster's Redis answers a client that gives no password."""
+        import redis.asyncio
+
+        probe = redis.asyncio.Redis.from_url(
+            _without_credentials(self.url), socket_connect_timeout=2.0, socket_timeout=2.0
+        )
+        try:
+            await probe.ping()
+        except Exception:  # refused without a password (or unreachable: the loops say so)
+            return
+        finally:
+            await probe.aclose()
+        logger.warning(
+            "cluster: the Redis at %s accepts connections without a password: any process "
+            "that reaches it can drop or delay the cluster's messages (it cannot forge "
+            "them: they are signed). Require one (requirepass or an ACL user) and give it "
+            "in the URL.",
+            safe_url(self.url),
+        )
 
     async def _leave(self) -> None:
         """Deregister (a clean shutdown) and release the connections."""
@@ -326,7 +416,8 @@ class ClusterNode:
                     async with self._redis.pipeline(transaction=False) as pipe:
                         pipe.delete(self.keys.alive(name), self.keys.peers(name))
                         pipe.hdel(self.keys.agents, name)
-                        pipe.publish(self.keys.broadcast, encode_presence(LEAVE_KIND, name))
+                        leave = encode_presence(self.signer, LEAVE_KIND, name, time.time())
+                        pipe.publish(self.keys.broadcast, leave)
                         await pipe.execute()
         except Exception as exc:  # Redis away: the registration expires by itself
             logger.debug("could not deregister from the cluster: %r", exc)
@@ -363,6 +454,7 @@ class ClusterNode:
                 hostname=socket.gethostname(),
                 started=self._started,
                 heartbeat=time.time(),
+                rejected=sum(self.rejected.values()),
             )
             peers = sorted(c.id for c in self.runtime.connections if not c.outbound)
             async with self._redis.pipeline(transaction=True) as own:  # one slot: {cluster:name}
@@ -376,7 +468,8 @@ class ClusterNode:
                 shared.hset(keys.agents, name, registration.encode())
                 shared.hkeys(keys.agents)
                 if not announced:
-                    shared.publish(keys.broadcast, encode_presence(JOIN_KIND, name))
+                    join = encode_presence(self.signer, JOIN_KIND, name, time.time())
+                    shared.publish(keys.broadcast, join)
                 _hset, agents, *_rest = await shared.execute()
             if not announced:
                 await self._ensure_groups()
@@ -467,7 +560,9 @@ class ClusterNode:
         sender = f"{name}/{connection.id}"
         try:
             if address.is_broadcast:
-                payload = encode_broadcast(sender, message.type, message.data)
+                payload = encode_broadcast(
+                    self.signer, sender, message.type, message.data, time.time()
+                )
                 published = await self._pipe("PUBLISH", self.keys.broadcast, payload)
                 return {"published": int(published)}
             if address.agent == name:  # a peer of this agent
@@ -478,12 +573,13 @@ class ClusterNode:
                     UNREACHABLE,
                     f"no agent {address.agent!r} is live in cluster {self.keys.cluster!r}",
                 )
-            request = Request(next(self._uids), sender, to, message.id, message.type, message.data)
-            waiter = _Waiter(time.monotonic() + self.timeout)
+            uid = next(self._uids)
+            request = Request(uid, sender, to, message.id, message.type, message.data, time.time())
+            waiter = _Waiter(address.agent, time.monotonic() + self.timeout)
             self._waiting[request.uid] = waiter
             try:
-                inbox = self.keys.inbox(address.agent)
-                await self._pipe("XADD", inbox, "*", *_flat(request.fields()))
+                fields = request.fields(self.signer, address.agent)
+                await self._pipe("XADD", self.keys.inbox(address.agent), "*", *_flat(fields))
                 return await self._await_reply(connection, message, address, waiter)
             finally:
                 del self._waiting[request.uid]
@@ -557,20 +653,23 @@ class ClusterNode:
         assert self.name is not None
         await self.joined.wait()
         stream, group = self.keys.replies(self.name), self.keys.group
+        name, signer = self.name, self.signer
         async for entries, _recovered in self._group_entries(self._reply_reader, stream):
+            now = time.time()
             for _entry_id, fields in entries:
                 if fields is None:
                     continue
                 try:
-                    reply = decode_reply(fields)
+                    reply = decode_reply(fields, signer, name, now)
+                    waiter = self._waiting.get(reply.uid)
+                    if waiter is None:
+                        logger.debug("cluster: dropped a reply nobody waits for (%s)", reply.uid)
+                        continue
+                    waiter.put(reply)
+                except RejectedEntry as exc:
+                    self._reject(exc, "a reply entry")
                 except EntryError as exc:
                     logger.warning("cluster: dropped a malformed reply entry: %s", exc)
-                    continue
-                waiter = self._waiting.get(reply.uid)
-                if waiter is None:
-                    logger.debug("cluster: dropped a reply nobody waits for (uid %s)", reply.uid)
-                    continue
-                waiter.put(reply)
             if entries:
                 self._pipe.fire_last(("XACK", stream, group), [entry_id for entry_id, _ in entries])
 
@@ -579,21 +678,37 @@ class ClusterNode:
     async def _consume_inbox(self) -> None:
         assert self.name is not None
         await self.joined.wait()
-        stream, group = self.keys.inbox(self.name), self.keys.group
-        # Entries this agent read before a restart come first; those already answered
-        # (a reply written, the acknowledgement lost) are only acknowledged.
+        name, signer = self.name, self.signer
+        stream, group = self.keys.inbox(name), self.keys.group
+        # Requests signed since this node started can only have been handled by it: the
+        # uids it accepted tell a copy. Older ones (and the entries this agent read before
+        # a restart, which come first) may have been answered by an earlier run: the
+        # "handled" records tell (a reply written, the acknowledgement lost). A sender's
+        # clock may run ahead: "since" counts from a skew's length after the start.
+        fresh_since = self._started + MAX_SKEW_SECONDS
         async for batch, recovered in self._group_entries(self._inbox_reader, stream):
-            entries = await self._not_done(batch) if recovered else batch
-            for entry_id, fields in entries:
+            now = time.time()
+            requests: list[tuple[bytes, Request]] = []
+            for entry_id, fields in batch:
                 if fields is None:  # trimmed away meanwhile: nothing left to handle
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
                     continue
                 try:
-                    request = decode_request(fields)
+                    requests.append((entry_id, decode_request(fields, signer, name, now)))
+                except RejectedEntry as exc:
+                    self._reject(exc, "an inbox entry")
+                    self._pipe.fire_last(("XACK", stream, group), [entry_id])
                 except EntryError as exc:
                     logger.warning("cluster: dropped a malformed inbox entry: %s", exc)
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
+            if recovered or any(r.signed_at < fresh_since for _id, r in requests):
+                requests = await self._not_done(requests, recovered=recovered)
+            for entry_id, request in requests:
+                if request.uid in self._seen:
+                    self._reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
+                    self._pipe.fire_last(("XACK", stream, group), [entry_id])
                     continue
+                self._seen[request.uid] = request.signed_at
                 await self._handling.acquire()
                 task = asyncio.get_running_loop().create_task(self._handle(request, entry_id))
                 self.runtime.in_flight.add(task)  # a graceful shutdown waits for it
@@ -605,20 +720,32 @@ class ClusterNode:
         self._tasks.discard(task)
 
     async def _not_done(
-        self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]
-    ) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
-        """The re-delivered entries not yet answered; the answered ones are acknowledged."""
+        self, requests: list[tuple[bytes, Request]], *, recovered: bool
+    ) -> list[tuple[bytes, Request]]:
+        """The requests not answered yet; the answered ones are acknowledged.
+
+        An answered one is an entry re-delivered after a restart (``recovered``)
+        or, read for the first time, a copy of one that was handled (rejected).
+        """
         assert self.name is not None
-        uids = [fields.get(b"uid", b"").decode() if fields else "" for _id, fields in entries]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for uid in uids:
-                pipe.exists(self.keys.done(self.name, uid))
+            for _entry_id, request in requests:
+                pipe.exists(self.keys.done(self.name, request.uid))
             done = await pipe.execute()
-        answered = [entry_id for (entry_id, _f), seen in zip(entries, done, strict=True) if seen]
+        answered = [
+            (entry_id, request)
+            for (entry_id, request), seen in zip(requests, done, strict=True)
+            if seen
+        ]
         if answered:
-            logger.debug("cluster: %d re-delivered entries were answered before", len(answered))
-            await self._redis.xack(self.keys.inbox(self.name), self.keys.group, *answered)
-        return [entry for entry, seen in zip(entries, done, strict=True) if not seen]
+            if recovered:
+                logger.debug("cluster: %d re-delivered entries were answered", len(answered))
+            else:
+                for _entry_id, request in answered:
+                    self._reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
+            ids = [entry_id for entry_id, _request in answered]
+            await self._redis.xack(self.keys.inbox(self.name), self.keys.group, *ids)
+        return [entry for entry, seen in zip(requests, done, strict=True) if not seen]
 
     async def _handle(self, request: Request, entry_id: bytes) -> None:
         """Handle one message from the inbox and send its reply back to the sender."""
@@ -668,7 +795,8 @@ class ClusterNode:
         """
         assert self.name is not None
         request = sender.request
-        reply = Reply(request.uid, final, message)
+        reply = Reply(request.uid, final, message, self.name, sender.sent, time.time())
+        sender.sent += 1
         command = (
             "XADD",
             self.keys.replies(request.sender_agent),
@@ -676,7 +804,7 @@ class ClusterNode:
             "~",
             MAX_REPLIES,
             "*",
-            *_flat(reply.fields()),
+            *_flat(reply.fields(self.signer, request.sender_agent)),
         )
         if final:
             self._pipe.fire(*command)
@@ -723,8 +851,17 @@ class ClusterNode:
                 item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                 if item is None or item.get("type") != "message":
                     continue
+                payload: bytes = item["data"]
+                now = time.time()
                 try:
-                    event = decode_event(item["data"])
+                    event = decode_event(payload, self.signer, now)
+                    mac = payload[:64]
+                    if mac in self._seen_events:
+                        raise ReplayedEntry("a pub/sub payload again")
+                    self._seen_events[mac] = now
+                except RejectedEntry as exc:
+                    self._reject(exc, "a pub/sub payload")
+                    continue
                 except EntryError as exc:
                     logger.debug("cluster: ignored a pub/sub payload: %s", exc)
                     continue
@@ -756,6 +893,16 @@ class ClusterNode:
         task = asyncio.get_running_loop().create_task(send_all())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` with no user name nor password (in the authority or the query)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("username", "password")]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
 def _flat(fields: Mapping[bytes, bytes]) -> list[bytes]:

@@ -67,6 +67,7 @@ class AgentStatus:
             "pid": registration.pid if registration else None,
             "hostname": registration.hostname if registration else None,
             "heartbeat_age": None if self.heartbeat_age is None else round(self.heartbeat_age, 3),
+            "rejected": registration.rejected if registration else None,
             "peers": list(self.peers),
             "inbox": self.inbox.to_json(),
             "replies": self.replies.to_json(),
@@ -139,7 +140,20 @@ def read_status(url: str, cluster: str) -> list[AgentStatus]:
 
 def render_table(agents: Sequence[AgentStatus]) -> str:
     """A table: one row per agent, columns aligned like ``plugins list``."""
-    rows = [("AGENT", "STATE", "URL", "PID", "HEARTBEAT", "INBOX", "PENDING", "LAG", "PEERS")]
+    rows = [
+        (
+            "AGENT",
+            "STATE",
+            "URL",
+            "PID",
+            "HEARTBEAT",
+            "INBOX",
+            "PENDING",
+            "LAG",
+            "REJECTED",
+            "PEERS",
+        )
+    ]
     for agent in agents:
         registration = agent.registration
         rows.append(
@@ -152,6 +166,7 @@ def render_table(agents: Sequence[AgentStatus]) -> str:
                 str(agent.inbox.length),
                 str(agent.inbox.pending),
                 "-" if agent.inbox.lag is None else str(agent.inbox.lag),
+                str(registration.rejected) if registration else "-",
                 ",".join(agent.peers) or "-",
             )
         )

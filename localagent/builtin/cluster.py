@@ -57,11 +57,13 @@ class Plugin:
             logger.error("cluster %r is not joined: it needs a Redis URL", settings.cluster)
             return
         from .._cluster._node import ClusterNode
+        from .._cluster._signing import read_secret_file
 
         self.node = ClusterNode(
             agent,
             cluster=settings.cluster,
             redis_url=settings.redis,
+            secret=read_secret_file(agent.settings.cluster_secret_path),  # ConfigError if bad
             name=settings.cluster_agent,
             timeout=settings.cluster_timeout,
         )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from localagent import Client, _codec
+from localagent._cluster._signing import create_secret_file
 from localagent.testing import AgentProcess, free_port, running_agent
 
 CLUSTER = "test"
@@ -82,13 +83,18 @@ class Peer:
 
 
 class Cluster:
-    """Agents of one cluster, each on a fixed port and config dir (kept across restarts)."""
+    """Agents of one cluster, each on a fixed port and config dir (kept across restarts).
+
+    They share the secret in :attr:`secret_file` (``--cluster-secret-file``).
+    """
 
     def __init__(self, env: dict[str, str], redis_url: str, root: Path, stack: ExitStack) -> None:
         self.env = env
         self.redis_url = redis_url
         self.root = root
         self.stack = stack
+        self.secret_file = root / "cluster-secret"
+        create_secret_file(self.secret_file)
         self.ports: dict[str, int] = {}
         self.agents: dict[str, AgentProcess] = {}
         self._stacks: dict[str, ExitStack] = {}
@@ -110,6 +116,8 @@ class Cluster:
                 self.redis_url,
                 "--cluster",
                 CLUSTER,
+                "--cluster-secret-file",
+                str(self.secret_file),
                 *args,
                 config_dir=self.root / key,
             )

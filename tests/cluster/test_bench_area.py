@@ -21,6 +21,7 @@ async def test_the_cluster_area_measures_routed_and_stream_figures(
         "routed echo, 64 in flight",
         "routed round trip p50",
         "routed round trip p99",
+        "MACs of a routed message",
         "stream path, batches of 100",
     ]
     for comparison in result.comparisons:
@@ -28,6 +29,8 @@ async def test_the_cluster_area_measures_routed_and_stream_figures(
         assert len(comparison.figure.samples) == 1
         assert comparison.figure.median > 0 and comparison.baseline.median > 0
     assert result.comparisons[-1].target == ">= 0.5x"
+    macs = result.comparisons[3]
+    assert macs.target == "<= 0.05x" and macs.ratio is not None and macs.ratio < 1
     client = redis.Redis.from_url(redis_url)
     assert client.keys("*bench-*") == []  # the run cleaned up after itself
     client.close()

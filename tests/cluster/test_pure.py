@@ -17,6 +17,8 @@ from localagent._cluster import (
 )
 from localagent._cluster._entries import (
     EntryError,
+    ExpiredEntry,
+    ForgedEntry,
     Registration,
     Reply,
     Request,
@@ -26,6 +28,13 @@ from localagent._cluster._entries import (
     encode_broadcast,
     encode_presence,
     is_final_reply,
+)
+from localagent._cluster._signing import (
+    MAX_AGE_SECONDS,
+    MAX_SKEW_SECONDS,
+    Signer,
+    create_secret_file,
+    read_secret_file,
 )
 from localagent._config import load_settings
 from localagent._protocol import INVALID_MESSAGE, Invalid, Message, parse_frame
@@ -71,18 +80,87 @@ def test_keys_share_a_hash_tag_per_agent() -> None:
     assert len(set(per_agent)) == len(per_agent)
 
 
+SIGNER = Signer("prod", key=b"k" * 32)
+NOW = 1_800_000_000.0
+
+
 def test_request_and_reply_entries_round_trip() -> None:
-    request = Request("u1", "a:1/c2", "b:2", 7, "kv.get", {"key": "k"})
-    assert decode_request(request.fields()) == request
+    request = Request("u1", "a:1/c2", "b:2", 7, "kv.get", {"key": "k"}, NOW)
+    assert decode_request(request.fields(SIGNER, "b:2"), SIGNER, "b:2", NOW + 1) == request
     assert request.sender_agent == "a:1"
-    reply = Reply("u1", True, {"id": 7, "result": {"found": False}})
-    assert decode_reply(reply.fields()) == reply
+    reply = Reply("u1", True, {"id": 7, "result": {"found": False}}, "b:2", 3, NOW)
+    assert decode_reply(reply.fields(SIGNER, "a:1"), SIGNER, "a:1", NOW) == reply
     with pytest.raises(EntryError):
-        decode_request({b"uid": b"u1"})
+        decode_request({b"uid": b"u1"}, SIGNER, "b:2", NOW)
+    bad_message = Request("u1", "a:1/c2", "b:2", 1.5, "x", None, NOW)  # type: ignore[arg-type]
     with pytest.raises(EntryError):
-        decode_request({**request.fields(), b"msg": b'{"id": 1.5, "type": "x"}'})
-    with pytest.raises(EntryError):
-        decode_reply({b"uid": b"u1", b"end": b"1", b"msg": b"not json"})
+        decode_request(bad_message.fields(SIGNER, "b:2"), SIGNER, "b:2", NOW)
+
+
+def test_a_changed_field_another_key_or_another_target_fails_verification() -> None:
+    fields = Request("u1", "a:1/c2", "b:2", 7, "exec", {"argv": ["true"]}, NOW).fields(
+        SIGNER, "b:2"
+    )
+    assert set(fields) == {b"uid", b"from", b"to", b"ts", b"msg", b"mac"}
+    forged = [
+        {**fields, b"from": b"c:3/c1"},  # another sender: its replies would go elsewhere
+        {**fields, b"to": b"b:2/c9"},
+        {**fields, b"uid": b"u2"},  # a fresh uid would pass the replay checks
+        {**fields, b"ts": str(int(NOW * 1000) + 1).encode()},
+        {**fields, b"msg": b'{"id": 7, "type": "exec", "data": {"argv": ["rm"]}}'},
+        {**fields, b"mac": bytes(32)},
+        {key: value for key, value in fields.items() if key != b"mac"},
+        # Bytes moved between two fields: the MAC's text must not stay the same.
+        {**fields, b"uid": b"u1\na:1/c2", b"from": b""},
+    ]
+    for entry in forged:
+        with pytest.raises(ForgedEntry):
+            decode_request(entry, SIGNER, "b:2", NOW)
+    with pytest.raises(ForgedEntry):  # copied into another agent's inbox
+        decode_request(fields, SIGNER, "c:3", NOW)
+    with pytest.raises(ForgedEntry):  # another secret
+        decode_request(fields, Signer("prod", key=b"x" * 32), "b:2", NOW)
+    with pytest.raises(ForgedEntry):  # the same secret, another cluster
+        decode_request(fields, Signer("test", key=b"k" * 32), "b:2", NOW)
+    reply = Reply("u1", False, {"id": 7, "type": "exec.output"}, "b:2", 0, NOW)
+    reply_fields = reply.fields(SIGNER, "a:1")
+    for key, value in [(b"from", b"c:3"), (b"end", b"1"), (b"seq", b"1"), (b"uid", b"u2")]:
+        with pytest.raises(ForgedEntry):
+            decode_reply({**reply_fields, key: value}, SIGNER, "a:1", NOW)
+    with pytest.raises(ForgedEntry):
+        decode_reply(reply_fields, SIGNER, "c:3", NOW)
+
+
+def test_entries_signed_too_long_ago_or_ahead_are_expired() -> None:
+    def signed_at(at: float) -> dict[bytes, bytes]:
+        return Request("u1", "a:1/c1", "b:2", 1, "ping", None, at).fields(SIGNER, "b:2")
+
+    decode_request(signed_at(NOW - MAX_AGE_SECONDS + 1), SIGNER, "b:2", NOW)
+    decode_request(signed_at(NOW + MAX_SKEW_SECONDS - 1), SIGNER, "b:2", NOW)
+    for at in (NOW - MAX_AGE_SECONDS - 1, NOW + MAX_SKEW_SECONDS + 1):
+        with pytest.raises(ExpiredEntry):
+            decode_request(signed_at(at), SIGNER, "b:2", NOW)
+
+
+def test_the_secret_file(tmp_path: Path) -> None:
+    path = tmp_path / "dir" / "cluster-secret"
+    with pytest.raises(ConfigError, match="localagent cluster secret"):
+        read_secret_file(path)
+    create_secret_file(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    secret = read_secret_file(path)
+    assert len(secret) == 64
+    with pytest.raises(ConfigError, match="exists"):
+        create_secret_file(path)
+    assert read_secret_file(path) == secret  # never replaced
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_secret_file(path)
+    path.chmod(0o600)
+    path.write_text("short\n")
+    with pytest.raises(ConfigError, match="too short"):
+        read_secret_file(path)
+    assert "k" * 32 not in repr(SIGNER)  # the key is never shown
 
 
 def test_final_replies_are_told_from_streamed_messages() -> None:
@@ -94,12 +172,23 @@ def test_final_replies_are_told_from_streamed_messages() -> None:
 
 
 def test_events_and_registrations() -> None:
-    event = decode_event(encode_broadcast("a/c1", "news", [1]))
-    assert event == {"kind": "broadcast", "from": "a/c1", "type": "news", "data": [1]}
-    assert decode_event(encode_presence("join", "a")) == {"kind": "join", "agent": "a"}
-    for bad in (b"[]", b"{}", b"nope"):
-        with pytest.raises(EntryError):
-            decode_event(bad)
+    event = decode_event(encode_broadcast(SIGNER, "a/c1", "news", [1], NOW), SIGNER, NOW)
+    assert event == {
+        "kind": "broadcast",
+        "from": "a/c1",
+        "type": "news",
+        "data": [1],
+        "ts": int(NOW * 1000),
+    }
+    join = decode_event(encode_presence(SIGNER, "join", "a", NOW), SIGNER, NOW)
+    assert join["kind"] == "join" and join["agent"] == "a"
+    payload = encode_broadcast(SIGNER, "a/c1", "news", [1], NOW)
+    mac, _, body = payload.partition(b" ")
+    for bad in (b"[]", b"{}", b"nope", mac + b" " + body.replace(b"a/c1", b"a/c2")):
+        with pytest.raises(ForgedEntry):
+            decode_event(bad, SIGNER, NOW)
+    with pytest.raises(ExpiredEntry):
+        decode_event(payload, SIGNER, NOW + 3600)
     registration = Registration(
         name="a", url="ws://a", pid=1, hostname="h", started=1.0, heartbeat=2.0
     )

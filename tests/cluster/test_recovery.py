@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import redis
 
+from localagent._cluster._entries import Request
+from localagent._cluster._signing import Signer, read_secret_file
 from localagent.testing import RedisServer
 
 from .conftest import CLUSTER, Cluster
@@ -84,9 +87,12 @@ async def test_a_redelivered_entry_that_was_answered_is_not_handled_again(
     client = redis.Redis.from_url(redis_url)
     inbox, replies = f"la:{{{CLUSTER}:{b}}}:inbox", f"la:{{{CLUSTER}:ghost}}:replies"
 
-    def request(uid: str, key: str) -> dict[str, bytes]:
-        msg = {"id": uid, "type": "kv.incr", "data": {"key": key}}
-        return {"uid": uid, "from": "ghost/c1", "to": b, "msg": json.dumps(msg)}
+    signer = Signer(CLUSTER, key=read_secret_file(cluster.secret_file))
+
+    def request(uid: str, key: str) -> dict[bytes, bytes]:
+        """What agent "ghost", of the cluster, would have sent."""
+        message = Request(uid, "ghost/c1", b, uid, "kv.incr", {"key": key}, time.time())
+        return message.fields(signer, b)
 
     client.xadd(inbox, request("answered", "twice"))  # type: ignore[arg-type]
     client.xadd(inbox, request("fresh", "once"))  # type: ignore[arg-type]

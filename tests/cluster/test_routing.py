@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from localagent import Client, ReplyError
+from localagent._cluster._signing import create_secret_file
 from localagent.testing import localagent_cmd
 
 from .conftest import Cluster
@@ -140,7 +142,7 @@ def _dumps(message: object) -> bytes:
     return _codec.dumps(message)
 
 
-async def test_the_router_is_registered_only_for_a_cluster(redis_url: str) -> None:
+async def test_the_router_is_registered_only_for_a_cluster(redis_url: str, tmp_path: Path) -> None:
     from localagent import Server
     from localagent.builtin.cluster import ROUTER_NAME
 
@@ -148,7 +150,10 @@ async def test_the_router_is_registered_only_for_a_cluster(redis_url: str) -> No
         assert alone.runtime.pm.get_plugin(ROUTER_NAME) is None
         # No on_message sees every type: unknown types still find no handler at all.
         assert alone.runtime.dispatcher.route("no.such.type").handlers == ()
-    async with Server.create(port=0, redis=redis_url, cluster="solo") as member:
+    secret = tmp_path / "secret"
+    create_secret_file(secret)
+    member = Server.create(port=0, redis=redis_url, cluster="solo", cluster_secret_file=secret)
+    async with member:
         assert member.runtime.pm.get_plugin(ROUTER_NAME) is not None
         route = member.runtime.dispatcher.route("ping")
         assert route.plugins[0] == ROUTER_NAME  # tryfirst: it sees every message first

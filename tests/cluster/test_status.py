@@ -46,6 +46,7 @@ async def test_status_lists_agents_peers_and_backlogs(
         assert a_status["pid"] == cluster.agents["a"].pid
         assert a_status["peers"] == ["c1"]
         assert a_status["heartbeat_age"] >= 0
+        assert a_status["rejected"] == 0
         for stream in ("inbox", "replies"):
             assert set(agents[b_name][stream]) == {"length", "pending", "lag"}
         assert agents[b_name]["inbox"]["pending"] == 0
@@ -56,7 +57,8 @@ async def test_status_lists_agents_peers_and_backlogs(
         assert table.returncode == 0, table
         header, *rows = table.stdout.splitlines()
         assert header.split() == [
-            "AGENT", "STATE", "URL", "PID", "HEARTBEAT", "INBOX", "PENDING", "LAG", "PEERS",
+            "AGENT", "STATE", "URL", "PID", "HEARTBEAT", "INBOX", "PENDING", "LAG", "REJECTED",
+            "PEERS",
         ]  # fmt: skip
         assert sorted(row.split()[0] for row in rows) == sorted([a_name, b_name])
         assert all(row.split()[1] == "up" for row in rows)

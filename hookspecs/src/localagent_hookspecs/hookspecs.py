@@ -136,10 +136,11 @@ def on_error(error: BaseException, context: ErrorContext) -> MessageError | None
     ``"message"``, ``"close"``), a ``MessageError`` raised by a handler, a
     malformed or unknown inbound message (``"message"``), a reply that could
     not be encoded or a send path that raised (``"send"``), and a failure
-    below the handlers or in a task started with ``agent.spawn()``
-    (``"transport"``). It is never called for its own failures: an exception
-    raised by an ``on_error`` implementation is logged and the next
-    implementation still runs, so the server can never die of error handling.
+    below the handlers, in a task started with ``agent.spawn()``, or a
+    cluster entry rejected as forged, expired or replayed (``"transport"``).
+    It is never called for its own failures: an exception raised by an
+    ``on_error`` implementation is logged and the next implementation still
+    runs, so the server can never die of error handling.
 
     Args:
         error: The exception. Protocol failures arrive as ``MessageError``

@@ -24,13 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 import time
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ... import _codec
 from ..._client import Client
+from ..._cluster._entries import Reply, Request
+from ..._cluster._signing import Signer, create_secret_file, read_secret_file
 from ..._protocol import Message
 from ..._server import Server
 from .._context import BenchContext, in_flight, percentile
@@ -209,11 +213,33 @@ class _BareExchange:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _member(ctx: BenchContext, name: str, cluster: str) -> AbstractAsyncContextManager[Server]:
+def _mac_seconds(signer: Signer, count: int) -> float:
+    """Seconds of MAC work per routed echo: sign and verify its request and its reply.
+
+    Times :meth:`Signer.sign` and :meth:`Signer.verify` on the fields of a real
+    request and reply entry of the routed echo (the MAC's input is those fields
+    and a few short tags), ``count`` times.
+    """
+    now = time.time()
+    a, b = "127.0.0.1:40001", "127.0.0.1:40002"
+    request = Request("0123456789ab-1", f"{a}/c1", b, 1, "echo", 1, now).fields(signer, b)
+    reply = Reply("0123456789ab-1", True, {"id": 1, "result": {"data": 1}}, b, 0, now)
+    entries = [request, reply.fields(signer, a)]
+    parts = [tuple(v for k, v in fields.items() if k != b"mac") for fields in entries]
+    started = time.perf_counter()
+    for _ in range(count):
+        for entry in parts:
+            signer.verify(signer.sign(*entry), *entry)
+    return (time.perf_counter() - started) / count
+
+
+def _member(
+    ctx: BenchContext, name: str, cluster: str, secret: Path
+) -> AbstractAsyncContextManager[Server]:
     """An agent of ``cluster`` in this process (its own config dir, a free port)."""
     return ctx.in_process_agent(
         name,
-        overrides={"redis": ctx.redis_url, "cluster": cluster},
+        overrides={"redis": ctx.redis_url, "cluster": cluster, "cluster_secret_file": secret},
         options=("no:fs", "no:exec"),
     )
 
@@ -250,6 +276,8 @@ async def run(ctx: BenchContext) -> AreaResult:
     batches = ctx.size(100, 30)
     run_id = secrets.token_hex(4)
     cluster, prefix = f"bench-{run_id}", f"bench-{run_id}:"
+    secret = ctx.workdir / f"cluster-secret-{run_id}"  # the agents' shared secret
+    create_secret_file(secret)
     series: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -258,9 +286,11 @@ async def run(ctx: BenchContext) -> AreaResult:
     bare_client = redis.asyncio.Redis.from_url(ctx.redis_url)
     try:
         ctx.progress("cluster: starting agents")
+        options = ["", "--redis", ctx.redis_url, "--cluster", cluster]
+        options += ["--cluster-secret-file", str(secret)]
         with (
-            ctx.agent("", "--redis", ctx.redis_url, "--cluster", cluster) as agent_a,
-            ctx.agent("", "--redis", ctx.redis_url, "--cluster", cluster) as agent_b,
+            ctx.agent(*options) as agent_a,
+            ctx.agent(*options) as agent_b,
         ):
             b_name = agent_b.url.removeprefix("ws://")
             async with Client(agent_a.url, agent_a.token) as client:
@@ -288,12 +318,19 @@ async def run(ctx: BenchContext) -> AreaResult:
                         add("local p50", percentile(local, 50) * 1000)
                         add("routed p99", percentile(routed, 99) * 1000)
                         add("local p99", percentile(local, 99) * 1000)
+                        signer = Signer(cluster, key=read_secret_file(secret))
+                        add("mac", _mac_seconds(signer, requests_count) * 1e6)
+                        add("routed message", 1e6 / series["routed rate"][-1])
                 finally:
                     await requests.aclose()
         ctx.progress("cluster: stream path")
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(_member(ctx, "a", cluster + "-s"))
-            b = await stack.enter_async_context(_member(ctx, "b", cluster + "-s"))
+            # The in-process agents log here: not their warning about the run's own Redis.
+            quiet = logging.getLogger("localagent.cluster")
+            stack.callback(quiet.setLevel, quiet.level)
+            quiet.setLevel(logging.ERROR)
+            a = await stack.enter_async_context(_member(ctx, "a", cluster + "-s", secret))
+            b = await stack.enter_async_context(_member(ctx, "b", cluster + "-s", secret))
             node_a, b_name = _node(a), b.url.removeprefix("ws://")
             await _joined(node_a, _node(b))
             reader = redis.asyncio.Redis.from_url(ctx.redis_url, socket_timeout=10.0)
@@ -335,6 +372,12 @@ async def run(ctx: BenchContext) -> AreaResult:
                 baseline_name="the same requests handled by the first agent",
             ),
             Comparison(
+                figure=Figure("MACs of a routed message", "µs", series["mac"], False),
+                baseline=Figure("a routed message", "µs", series["routed message"], False),
+                baseline_name="the routed echo's whole cost (1 / its rate above)",
+                target="<= 0.05x",
+            ),
+            Comparison(
                 figure=Figure(f"stream path, batches of {BATCH}", "msg/s", series["stream agent"]),
                 baseline=Figure("redis-py XADD/XREADGROUP/XACK", "msg/s", series["stream bare"]),
                 baseline_name=f"bare redis-py request/reply over two streams, COUNT {BATCH}",
@@ -346,6 +389,9 @@ async def run(ctx: BenchContext) -> AreaResult:
             "to A; echo addressed to B vs echo handled by A",
             f"per sample: {requests_count} requests {WINDOW} in flight, "
             f"{trips} round trips one at a time",
+            "MACs: HMAC-SHA256 signing and verifying of the routed echo's request and reply "
+            "entries (what A and B add per message for the cluster's secret), timed in the "
+            "bench process; the ratio is their share of a routed message",
             "stream path: two in-process agents, A's cluster node forwarding to B "
             "(XADD, XREADGROUP, handler, XADD reply + SET done + XACK, XREADGROUP + XACK), vs "
             "bare redis-py doing the same request/reply exchange over two streams "
