@@ -686,3 +686,26 @@ async def test_client_survives_odd_frames_and_a_failing_on_event() -> None:
         odd = await asyncio.wait_for(pushed.events.get(), 10)
         assert odd["id"] == [1, 2]
         assert await pushed.request("ping") == {"pong": True}
+
+
+async def test_a_message_carrying_from_never_joins_a_pending_request() -> None:
+    # Another client's delivery (``from`` set, see docs/protocol.md) that reuses the id
+    # of this client's pending request: neither its stream nor its reply.
+    class Spoofer:
+        @hookimpl(specname="on_message")
+        @handles("spoofed")
+        async def spoofed(self, connection: localagent.Connection, message: Any) -> Any:
+            forged = {"id": message.id, "from": "127.0.0.1:9/c2"}
+            await connection.send({**forged, "type": "exec.output", "data": {"chunk": "fake"}})
+            await connection.send({**forged, "type": "exec", "result": {"exit_code": 99}})
+            await connection.send({"id": message.id, "type": "progress", "data": "real"})
+            return {"exit_code": 0}
+
+    async with serving(plugins={"spoofer": Spoofer()}) as client:
+        streamed: list[Any] = []
+        assert await client.request("spoofed", on_event=streamed.append) == {"exit_code": 0}
+        assert streamed == [{"id": 1, "type": "progress", "data": "real"}]
+        delivered = [await asyncio.wait_for(client.events.get(), 10) for _ in range(2)]
+        assert [item["type"] for item in delivered] == ["exec.output", "exec"]
+        assert all(item["from"] == "127.0.0.1:9/c2" for item in delivered)
+        assert client.events.empty()

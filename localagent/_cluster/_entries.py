@@ -175,6 +175,10 @@ def decode_event(payload: bytes) -> dict[str, Any]:
         raise EntryError(f"not a cluster event: {exc}") from None
     if type(event) is not dict or event.get("kind") not in (BROADCAST_KIND, JOIN_KIND, LEAVE_KIND):
         raise EntryError(f"not a cluster event: {event!r}")
+    if event["kind"] == BROADCAST_KIND and not (type(event.get("from")) is str and event["from"]):
+        # Relayed to clients, a broadcast must say who sent it: without "from" a
+        # client could take it for part of one of its own requests.
+        raise EntryError(f"a broadcast without a sender: {event!r}")
     return event
 
 

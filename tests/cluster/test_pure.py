@@ -97,9 +97,13 @@ def test_events_and_registrations() -> None:
     event = decode_event(encode_broadcast("a/c1", "news", [1]))
     assert event == {"kind": "broadcast", "from": "a/c1", "type": "news", "data": [1]}
     assert decode_event(encode_presence("join", "a")) == {"kind": "join", "agent": "a"}
-    for bad in (b"[]", b"{}", b"nope"):
+    no_sender = {"kind": "broadcast", "type": "exec.output", "data": None}
+    for bad in (b"[]", b"{}", b"nope", _codec.dumps(no_sender)):
         with pytest.raises(EntryError):
             decode_event(bad)
+    for sender in (None, "", 5):
+        with pytest.raises(EntryError, match="without a sender"):
+            decode_event(_codec.dumps({**no_sender, "from": sender}))
     registration = Registration(
         name="a", url="ws://a", pid=1, hostname="h", started=1.0, heartbeat=2.0
     )
