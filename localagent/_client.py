@@ -97,7 +97,9 @@ class Client:
 
     Requests may run concurrently (``asyncio.gather`` over :meth:`request`);
     batch frames are unpacked transparently. Messages that are not replies
-    to a pending request (greetings, broadcasts) go to :attr:`events`.
+    to a pending request (greetings, broadcasts) go to :attr:`events`, and so
+    does every message carrying ``from``: another client's delivery, whatever
+    its ``id``, is never taken for part of one of this client's requests.
 
     Example::
 
@@ -184,7 +186,7 @@ class Client:
 
     @property
     def events(self) -> asyncio.Queue[Any]:
-        """Messages that are not replies to a pending request (greetings, broadcasts)."""
+        """Messages that are not replies to a pending request (greetings, deliveries)."""
         return self._lease._events if self._lease is not None else self._events
 
     @property
@@ -277,7 +279,9 @@ class Client:
                     future.set_exception(self._closed_error)
 
     def _deliver(self, item: Any) -> None:
-        msg_id = item.get("id") if type(item) is dict else None
+        # A message with "from" is another client's delivery (docs/protocol.md): its id
+        # is the sender's, and ids are guessable, so it never joins a pending request.
+        msg_id = item.get("id") if type(item) is dict and "from" not in item else None
         if type(msg_id) is int:  # the client's ids are ints; anything else is an event
             if "result" in item or "error" in item:
                 future = self._pending.pop(msg_id, None)
@@ -315,7 +319,8 @@ class Client:
             timeout: Seconds to wait for the reply (``None``: no limit).
             on_event: Called with each message the agent sends with this
                 request's id before the final reply (e.g. streamed ``exec``
-                output); without it they go to :attr:`events`.
+                output); without it they go to :attr:`events`. A message
+                carrying ``from`` (another client's delivery) is never one.
             to: Address it to another agent or client of the agent's cluster
                 (the envelope's ``"to"``, see docs/cluster.md).
 

@@ -118,7 +118,8 @@ def parse_frame(frame: bytes | bytearray | memoryview | str) -> list[Message | I
     position of the message it replaces, so the caller can answer each one.
 
     Args:
-        frame: The frame's payload (text frames may arrive as UTF-8 bytes).
+        frame: The frame's payload: a text frame's as ``str``, a binary
+            frame's as bytes (which need not be UTF-8: ``invalid_json`` then).
 
     Returns:
         One item for a plain message; one per member for a batch frame (an

@@ -269,7 +269,9 @@ class AgentRuntime:
             await self.run_on_connect(connection)
             dispatch = self.dispatcher.dispatch
             while True:
-                frame = await ws.recv(decode=False)
+                # Text frames come decoded: websockets closes with 1007 when one is
+                # not UTF-8 (RFC 6455 section 8.1). Binary frames come as bytes.
+                frame = await ws.recv()
                 send = connection.send_path  # read per frame: a plugin may wrap it later
                 for item in parse_frame(frame):
                     if type(item) is not Parsed:

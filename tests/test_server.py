@@ -87,7 +87,6 @@ async def test_unknown_type_gets_error_and_connection_keeps_serving(client: Clie
     ("frame", "code"),
     [
         (b"{not json", "invalid_json"),
-        (b"\xff\xfe", "invalid_json"),
         (b"[1, 2]", "invalid_message"),
         (b'{"id": 7}', "invalid_message"),
         (b'{"id": true, "type": "ping"}', "invalid_message"),
@@ -150,6 +149,26 @@ async def test_oversized_frame_closes_1009_and_server_keeps_serving() -> None:
             assert caught.value.code == 1009
         async with Client(server.url, token) as client:
             assert await client.request("ping") == {"pong": True}
+
+
+async def test_invalid_utf8_in_a_text_frame_closes_1007_and_server_keeps_serving() -> None:
+    async with _start() as server:
+        token = server.token_file.get()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with Client(server.url, token) as bystander, Client(server.url, token) as client:
+            await client.send_raw(b'{"id": 1, "type": "\xff\xfe"}')  # a text frame
+            with pytest.raises(localagent.ConnectionLost) as caught:
+                await client.request("ping")
+            assert caught.value.code == 1007
+            assert caught.value.reason == "invalid start byte at position 19"
+            assert await bystander.request("ping") == {"pong": True}
+        # A binary frame is not text: the same bytes are only bad JSON, answered as such.
+        async with connect(server.url, additional_headers=headers) as ws:
+            await ws.send(b'{"id": 1, "type": "\xff\xfe"}')
+            reply = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert reply["error"]["code"] == "invalid_json"
+            await ws.send(b'{"id": 2, "type": "ping"}')
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["id"] == 2
 
 
 # -- failures in plugins -------------------------------------------------------
@@ -686,3 +705,26 @@ async def test_client_survives_odd_frames_and_a_failing_on_event() -> None:
         odd = await asyncio.wait_for(pushed.events.get(), 10)
         assert odd["id"] == [1, 2]
         assert await pushed.request("ping") == {"pong": True}
+
+
+async def test_a_message_carrying_from_never_joins_a_pending_request() -> None:
+    # Another client's delivery (``from`` set, see docs/protocol.md) that reuses the id
+    # of this client's pending request: neither its stream nor its reply.
+    class Spoofer:
+        @hookimpl(specname="on_message")
+        @handles("spoofed")
+        async def spoofed(self, connection: localagent.Connection, message: Any) -> Any:
+            forged = {"id": message.id, "from": "127.0.0.1:9/c2"}
+            await connection.send({**forged, "type": "exec.output", "data": {"chunk": "fake"}})
+            await connection.send({**forged, "type": "exec", "result": {"exit_code": 99}})
+            await connection.send({"id": message.id, "type": "progress", "data": "real"})
+            return {"exit_code": 0}
+
+    async with serving(plugins={"spoofer": Spoofer()}) as client:
+        streamed: list[Any] = []
+        assert await client.request("spoofed", on_event=streamed.append) == {"exit_code": 0}
+        assert streamed == [{"id": 1, "type": "progress", "data": "real"}]
+        delivered = [await asyncio.wait_for(client.events.get(), 10) for _ in range(2)]
+        assert [item["type"] for item in delivered] == ["exec.output", "exec"]
+        assert all(item["from"] == "127.0.0.1:9/c2" for item in delivered)
+        assert client.events.empty()

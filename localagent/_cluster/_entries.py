@@ -308,6 +308,10 @@ def decode_event(payload: bytes, signer: Signer, now: float) -> dict[str, Any]:
         if isinstance(exc, ExpiredEntry):
             raise
         raise EntryError(f"not a cluster event: {exc!r}") from None
+    if event["kind"] == BROADCAST_KIND and not (type(event.get("from")) is str and event["from"]):
+        # Relayed to clients, a broadcast must say who sent it: without "from" a
+        # client could take it for part of one of its own requests.
+        raise EntryError(f"a broadcast without a sender: {event!r}")
     return event
 
 

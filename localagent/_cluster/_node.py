@@ -877,7 +877,7 @@ class ClusterNode:
 
     def _relay(self, event: dict[str, Any]) -> None:
         """Send a broadcast to every client of this agent but the one it came from."""
-        sender = event.get("from")
+        sender = event["from"]  # decode_event drops a broadcast without a sender
         delivered = {"type": event.get("type"), "data": event.get("data"), "from": sender}
         targets = [
             c

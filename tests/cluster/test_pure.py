@@ -189,6 +189,11 @@ def test_events_and_registrations() -> None:
             decode_event(bad, SIGNER, NOW)
     with pytest.raises(ExpiredEntry):
         decode_event(payload, SIGNER, NOW + 3600)
+    # Relayed to clients, a broadcast must say who sent it (signed or not).
+    for sender in (None, "", 5):
+        unsent = encode_broadcast(SIGNER, sender, "exec.output", None, NOW)  # type: ignore[arg-type]
+        with pytest.raises(EntryError, match="without a sender"):
+            decode_event(unsent, SIGNER, NOW)
     registration = Registration(
         name="a", url="ws://a", pid=1, hostname="h", started=1.0, heartbeat=2.0
     )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,6 +86,70 @@ async def test_a_message_to_a_peer_of_another_agent_is_delivered_to_it(cluster: 
         # A peer that is not connected is unreachable.
         reply = await a.request("chat", None, to=f"{cluster.name('b')}/c99")
         assert reply["error"]["code"] == "unreachable"
+
+
+#: Prints "ready", waits (60 s at most) until the file argv[1] exists, prints "done".
+WAITER = """
+import pathlib, sys, time
+go = pathlib.Path(sys.argv[1])
+print("ready", flush=True)
+deadline = time.monotonic() + 60
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("done" if go.exists() else "gave up", flush=True)
+"""
+
+
+async def test_a_peer_cannot_inject_into_another_clients_running_request(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # a's client sends to b's client, with the id of b's streaming exec (ids are
+    # guessable): output chunks and a forged reply. b's request keeps its own.
+    cluster.start("a")
+    victim_agent = cluster.start("b", "--set", f"exec.allow={json.dumps([sys.executable])}")
+    go = tmp_path / "go"
+    async with cluster.peer("a") as a, Client(victim_agent.url, victim_agent.token) as victim:
+        await a.until_routed(cluster.name("b"))
+        ready = asyncio.Event()
+        streamed: list[Any] = []
+
+        def on_event(event: Any) -> None:
+            streamed.append(event)
+            ready.set()
+
+        running = asyncio.create_task(
+            victim.request(
+                "exec",
+                {"argv": [sys.executable, "-c", WAITER, str(go)], "stream": True},
+                on_event=on_event,
+            )
+        )
+        async with asyncio.timeout(60):
+            await ready.wait()
+        victim_address = f"{cluster.name('b')}/c1"  # the only client of b
+        forged = [
+            {"type": "exec.output", "data": {"stream": "stdout", "chunk": "injected\n"}},
+            {"type": "exec", "data": None, "result": {"exit_code": 99}},
+        ]
+        for fields in forged:
+            sent = {"id": 1, "to": victim_address, **fields}  # 1: the victim's first request
+            await a.client.send_raw(_dumps(sent))
+            reply = await a.reply(1)  # type: ignore[arg-type]
+            assert reply["result"] == {"delivered": True}
+            a.replies.clear()
+        go.touch()
+        async with asyncio.timeout(60):
+            result = await running
+        assert result["exit_code"] == 0
+        assert [event for event in streamed if "from" in event] == []
+        assert "".join(event["data"]["chunk"] for event in streamed) == "ready\ndone\n"
+        sender = f"{cluster.name('a')}/c1"
+        async with asyncio.timeout(60):
+            delivered = [await victim.events.get() for _ in forged]
+        assert delivered == [
+            {"type": "exec.output", "data": forged[0]["data"], "from": sender, "id": 1},
+            {"type": "exec", "data": None, "from": sender, "id": 1},
+        ]
 
 
 async def test_a_broadcast_reaches_every_peer_of_every_agent(cluster: Cluster) -> None:

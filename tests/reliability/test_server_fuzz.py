@@ -175,15 +175,47 @@ def test_framing_violations_close_with_the_proper_code(
         assert orjson.loads(ws.recv(timeout=ANSWER_TIMEOUT))["result"] == {"pong": True}
 
 
-def test_invalid_utf8_in_a_text_frame_gets_an_error_reply(shared_agent: AgentProcess) -> None:
-    """The agent reads frames undecoded (``recv(decode=False)``), so websockets does not
-    close with 1007; the JSON decoder refuses the bytes and the connection goes on."""
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"id": 1, "type": "\xff\xfe"}',  # never a UTF-8 byte
+        b'{"id": 1, "type": "\xc3"}',  # a character cut short
+        b'{"id": 1, "type": "\xed\xa0\x80"}',  # a surrogate, which UTF-8 excludes
+        b'{"id": 1, "type": "\xc0\xaf"}',  # an overlong "/"
+        b'{"id": 1, "type": "\xf4\x90\x80\x80"}',  # past U+10FFFF
+    ],
+    ids=["invalid-byte", "truncated", "surrogate", "overlong", "too-high"],
+)
+def test_invalid_utf8_in_a_text_frame_closes_1007(
+    shared_agent: AgentProcess, payload: bytes
+) -> None:
+    """RFC 6455 section 8.1: a text frame that is not UTF-8 fails the connection with 1007.
+    Nothing after it is handled, and other connections go on."""
     port = int(shared_agent.url.rsplit(":", 1)[1])
     headers = {"Host": "127.0.0.1", "Authorization": f"Bearer {shared_agent.token}"}
     sock, head = handshake(port, headers)
     with sock:
         assert head.startswith(b"HTTP/1.1 101"), head
-        sock.sendall(masked_frame(0x1, b'{"id": 1, "type": "\xff\xfe"}'))
+        sock.sendall(masked_frame(0x1, payload))
+        sock.sendall(masked_frame(0x1, b'{"id": 2, "type": "ping"}'))
+        sock.shutdown(socket.SHUT_WR)
+        received = read_until_closed(sock, timeout=ANSWER_TIMEOUT)
+    frames = server_frames(received)
+    assert [f.opcode for f in frames] == [0x8], frames
+    assert frames[0].close_code == 1007
+    with open_client(shared_agent) as ws:
+        ws.send(orjson.dumps({"id": 1, "type": "ping"}), text=True)
+        assert orjson.loads(ws.recv(timeout=ANSWER_TIMEOUT))["result"] == {"pong": True}
+
+
+def test_invalid_utf8_in_a_binary_frame_gets_an_error_reply(shared_agent: AgentProcess) -> None:
+    """A binary frame carries no promise of UTF-8: its bytes are only not JSON."""
+    port = int(shared_agent.url.rsplit(":", 1)[1])
+    headers = {"Host": "127.0.0.1", "Authorization": f"Bearer {shared_agent.token}"}
+    sock, head = handshake(port, headers)
+    with sock:
+        assert head.startswith(b"HTTP/1.1 101"), head
+        sock.sendall(masked_frame(0x2, b'{"id": 1, "type": "\xff\xfe"}'))
         sock.sendall(masked_frame(0x1, b'{"id": 2, "type": "ping"}'))
         sock.shutdown(socket.SHUT_WR)
         received = read_until_closed(sock, timeout=ANSWER_TIMEOUT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -237,6 +238,35 @@ async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
     head = await http_get(port, "/livez", method="HEAD")
     assert head.status == 200 and head.body == b""
     assert (await http_get(port, "/performance.json", token=token)).status == 200
+
+
+async def test_half_open_connections_neither_starve_real_requests_nor_stay(
+    agent: localagent.Server,
+) -> None:
+    # Slowloris: more connections than the server serves at once, each stuck in the
+    # middle of its request line. A real request is still answered, and the server
+    # drops every stuck one (the newest when its head times out, the oldest sooner
+    # to make room).
+    port = port_of(agent)
+    stuck = []
+    for _ in range(100):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /livez HT")
+        await writer.drain()
+        stuck.append((reader, writer))
+    try:
+        async with asyncio.timeout(10):  # a hang guard, not a measurement
+            assert (await http_get(port, "/livez")).status == 200
+            assert (await http_get(port, "/readyz")).status == 200
+        async with asyncio.timeout(60):
+            answers = [await reader.read() for reader, _writer in stuck]  # until closed
+        dropped = [answer for answer in answers if answer == b""]
+        timed_out = [answer for answer in answers if answer.startswith(b"HTTP/1.1 408 ")]
+        assert dropped and timed_out and len(dropped) + len(timed_out) == len(stuck)
+    finally:
+        for _reader, writer in stuck:
+            writer.close()
+    assert (await http_get(port, "/livez")).status == 200
 
 
 # -- loading -------------------------------------------------------------------

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from localagent_monitor import DEFAULT_PORT, DEFAULT_TYPES, MonitorConfig, parse_config
 from localagent_monitor._health import HealthTracker, Reading, assess
-from localagent_monitor._http import BadRequest, Response, parse_head
+from localagent_monitor._http import (
+    HEAD_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_HEAD,
+    WRITE_TIMEOUT,
+    BadRequest,
+    Response,
+    parse_head,
+)
 from localagent_monitor._metrics import BUCKETS, MAX_KEYS, OTHER, Metrics, percentile
 from localagent_monitor._optimizer import AutoOptimizer
 
@@ -224,3 +232,11 @@ def test_the_documented_config_examples_are_valid(page: str) -> None:
     assert blocks
     for block in blocks:
         parse_config(tomllib.loads(block)["plugins"]["monitor"])
+
+
+def test_the_documented_http_limits_are_the_servers() -> None:
+    text = " ".join((ROOT / "docs/monitor.md").read_text(encoding="utf-8").split())
+    assert f"a head of at most {MAX_HEAD // 1024} KiB" in text
+    assert f"A client has {HEAD_TIMEOUT:g} s to send its whole request head" in text
+    assert f"{WRITE_TIMEOUT:g} s to take the response" in text
+    assert f"At most {MAX_CONNECTIONS} connections are open at once" in text

@@ -5,12 +5,16 @@
 request per connection (``Connection: close``), hands it to a handler
 function and writes its :class:`Response`. No request bodies, no
 keep-alive, no pipelining: what the endpoints need and nothing more.
+
+Slow or half-open clients cannot crowd out real ones: a head must arrive
+within :data:`HEAD_TIMEOUT`, a response be taken within
+:data:`WRITE_TIMEOUT`, and a connection beyond :data:`MAX_CONNECTIONS` makes
+room by dropping the oldest one still sending its head.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -25,9 +29,13 @@ logger = logging.getLogger("localagent.monitor")
 
 #: Longest request head accepted (request line and headers), in bytes.
 MAX_HEAD = 8192
-#: Seconds a client gets to send its request head.
-READ_TIMEOUT = 10.0
-#: Connections served at once; more are answered 503 at once.
+#: Seconds a client gets to send its whole request head (then: 408, and closed).
+#: The endpoints are on loopback, where a real client sends its head at once.
+HEAD_TIMEOUT = 5.0
+#: Seconds a client gets to take the response (then the connection is dropped).
+WRITE_TIMEOUT = 10.0
+#: Connections open at once. One more drops the oldest connection that is still
+#: sending its head; only when none is, the newcomer is answered 503.
 MAX_CONNECTIONS = 64
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[\x21-\x7e]*) HTTP/(1\.[01])")
@@ -163,6 +171,8 @@ class HttpServer:
         self._handler = handler
         self._server: asyncio.Server | None = None
         self._active = 0
+        #: The connections still sending their request head, oldest first.
+        self._reading: dict[asyncio.WriteTransport, None] = {}
 
     @property
     def port(self) -> int:
@@ -182,26 +192,54 @@ class HttpServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        # Each newcomer over the limit drops one connection still sending its head: a
+        # real request sends its head at once, so only stuck ones grow old there.
+        room = self._active < MAX_CONNECTIONS or self._drop_oldest_reading()
         self._active += 1
         try:
-            if self._active > MAX_CONNECTIONS:
-                response = Response.text(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections")
-                writer.write(response.encode())
+            if room:
+                self._reading[transport] = None
+                response = await self._respond(reader, transport)
             else:
-                writer.write(await self._respond(reader))
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away
+                response = Response.text(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "too many connections"
+                ).encode()
+            if transport.is_closing():
+                return  # dropped to make room: nobody to answer
+            writer.write(response)
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client went away, or would not take the response
         finally:
             self._active -= 1
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            self._reading.pop(transport, None)
+            transport.abort()  # closed already, or dropped: nothing is waited for
 
-    async def _respond(self, reader: asyncio.StreamReader) -> bytes:
+    def _drop_oldest_reading(self) -> bool:
+        """Close the oldest connection still sending its head; whether there was one.
+
+        Its reader then sees the end of the stream, and its :meth:`_serve` ends.
+        """
+        oldest = next(iter(self._reading), None)
+        if oldest is None:
+            return False
+        del self._reading[oldest]
+        oldest.abort()
+        return True
+
+    async def _respond(
+        self, reader: asyncio.StreamReader, transport: asyncio.WriteTransport
+    ) -> bytes:
         try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                async with asyncio.timeout(HEAD_TIMEOUT):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            finally:
+                self._reading.pop(transport, None)  # past its head: never the one to drop
             request = parse_head(head)
         except TimeoutError:
             return Response.text(HTTPStatus.REQUEST_TIMEOUT, "request head too slow").encode()
