@@ -701,16 +701,19 @@ class ClusterNode:
                 except EntryError as exc:
                     logger.warning("cluster: dropped a malformed inbox entry: %s", exc)
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
-            if recovered or any(r.signed_at < fresh_since for _id, r in requests):
-                requests = await self._not_done(requests, recovered=recovered)
+            if recovered:
+                requests = await self._not_done(requests)
             for entry_id, request in requests:
                 if request.uid in self._seen:
                     self._reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
                     continue
                 self._seen[request.uid] = request.signed_at
+                # Checked in the task, so that the reader goes on meanwhile.
+                check = not recovered and request.signed_at < fresh_since
                 await self._handling.acquire()
-                task = asyncio.get_running_loop().create_task(self._handle(request, entry_id))
+                handle = self._handle(request, entry_id, check_handled=check)
+                task = asyncio.get_running_loop().create_task(handle)
                 self.runtime.in_flight.add(task)  # a graceful shutdown waits for it
                 self._tasks.add(task)
                 task.add_done_callback(self._handled)
@@ -719,38 +722,32 @@ class ClusterNode:
         self.runtime.in_flight.discard(task)
         self._tasks.discard(task)
 
-    async def _not_done(
-        self, requests: list[tuple[bytes, Request]], *, recovered: bool
-    ) -> list[tuple[bytes, Request]]:
-        """The requests not answered yet; the answered ones are acknowledged.
-
-        An answered one is an entry re-delivered after a restart (``recovered``)
-        or, read for the first time, a copy of one that was handled (rejected).
-        """
+    async def _not_done(self, requests: list[tuple[bytes, Request]]) -> list[tuple[bytes, Request]]:
+        """The re-delivered requests not answered yet; the answered ones are acknowledged."""
         assert self.name is not None
         async with self._redis.pipeline(transaction=False) as pipe:
             for _entry_id, request in requests:
                 pipe.exists(self.keys.done(self.name, request.uid))
             done = await pipe.execute()
-        answered = [
-            (entry_id, request)
-            for (entry_id, request), seen in zip(requests, done, strict=True)
-            if seen
-        ]
+        answered = [entry_id for (entry_id, _r), seen in zip(requests, done, strict=True) if seen]
         if answered:
-            if recovered:
-                logger.debug("cluster: %d re-delivered entries were answered", len(answered))
-            else:
-                for _entry_id, request in answered:
-                    self._reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
-            ids = [entry_id for entry_id, _request in answered]
-            await self._redis.xack(self.keys.inbox(self.name), self.keys.group, *ids)
+            logger.debug("cluster: %d re-delivered entries were answered before", len(answered))
+            await self._redis.xack(self.keys.inbox(self.name), self.keys.group, *answered)
         return [entry for entry, seen in zip(requests, done, strict=True) if not seen]
 
-    async def _handle(self, request: Request, entry_id: bytes) -> None:
-        """Handle one message from the inbox and send its reply back to the sender."""
+    async def _handle(self, request: Request, entry_id: bytes, *, check_handled: bool) -> None:
+        """Handle one message from the inbox and send its reply back to the sender.
+
+        With ``check_handled`` (signed before this node started), a request that
+        has a "handled" record is a copy: rejected instead.
+        """
         sender = RemoteSender(self, request, entry_id)
+        name = self.name or ""
         try:
+            if check_handled and await self._pipe("EXISTS", self.keys.done(name, request.uid)):
+                self._reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
+                self._pipe.fire_last(("XACK", self.keys.inbox(name), self.keys.group), [entry_id])
+                return
             address = self._address(request.to)
             message = Parsed(request.id, request.type, request.data, request.to)
             if address.connection is not None:
