@@ -96,6 +96,50 @@ MAX_REPLIES: Final = 100_000
 TRIM_SECONDS: Final = 5.0
 #: Seconds between two log lines about rejected entries (the others are counted).
 REJECT_LOG_SECONDS: Final = 10.0
+#: The message an agent sends to the agents that run its client's routed work when that
+#: client disconnects: they cancel it (an ``exec`` process is killed). A client may send it
+#: too (``to`` an agent): it cancels its own routed work there.
+CANCEL_TYPE: Final = "cluster.cancel"
+#: Where a client connection keeps the agents running its routed work (``state`` key).
+_TARGETS: Final = "cluster.targets"
+
+
+class RemotePeer:
+    """A client of another agent, as this agent sees it across its routed requests.
+
+    The requests from one sender share its ``state`` (so a handler's
+    per-connection limits, like ``exec``'s ``max_per_connection``, hold across
+    them) and its close callbacks, which run when the sender goes away (a
+    ``cluster.cancel`` from its agent) or its last request here ends.
+
+    Attributes:
+        id: The sender's address, ``AGENT/CONNID``.
+        tasks: The handlers of its requests running here.
+        cancelled: Whether its agent said it went away.
+    """
+
+    __slots__ = ("_callbacks", "cancelled", "id", "state", "tasks")
+
+    def __init__(self, address: str) -> None:
+        self.id = address
+        self.state: dict[str, Any] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.cancelled = False
+        self._callbacks: list[CloseCallback] = []
+
+    def on_close(self, callback: CloseCallback) -> None:
+        self._callbacks.append(callback)
+
+    async def close(self) -> None:
+        """Run the close callbacks once (failures are logged: nobody else would hear)."""
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                result = callback()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                logger.exception("cluster: a close callback for %s failed", self.id)
 
 
 class _Backoff:
@@ -128,6 +172,7 @@ class RemoteSender(ConnectionBase):
         "_node",
         "answered",
         "entry_id",
+        "peer",
         "remote_address",
         "request",
         "sent",
@@ -137,13 +182,16 @@ class RemoteSender(ConnectionBase):
     outbound = False
     origin = None
 
-    def __init__(self, node: ClusterNode, request: Request, entry_id: bytes) -> None:
+    def __init__(
+        self, node: ClusterNode, request: Request, entry_id: bytes, peer: RemotePeer
+    ) -> None:
         self._node = node
         self.request = request
         self.entry_id = entry_id
+        self.peer = peer
         self.id = request.sender
         self.remote_address: str | None = None
-        self.state: dict[str, Any] = {}
+        self.state = peer.state  # shared by the sender's requests
         self.answered = False
         self.sent = 0  # replies written so far: the next one's seq
         self.send_path: SendFunc = self._send
@@ -152,7 +200,11 @@ class RemoteSender(ConnectionBase):
 
     @property
     def closed(self) -> bool:
-        return self.answered
+        return self.answered or self.peer.cancelled
+
+    def on_close(self, callback: CloseCallback) -> None:
+        """Run ``callback`` when the sender goes away (or its last request here ends)."""
+        self.peer.on_close(callback)
 
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.send_path(message)
@@ -160,6 +212,8 @@ class RemoteSender(ConnectionBase):
     async def _send(self, message: Mapping[str, Any]) -> None:
         if self.answered:
             raise ConnectionLost(f"request {self.request.uid} was already answered")
+        if self.peer.cancelled:
+            raise ConnectionLost(f"{self.id} went away")
         final = is_final_reply(message, self.request.id)
         await self._node.send_reply(self, dict(message), final=final)
         self.answered = final
@@ -296,6 +350,8 @@ class ClusterNode:
         # earlier run: for those, the "handled" records in Redis decide.
         self._seen: dict[str, float] = {}
         self._seen_events: dict[bytes, float] = {}
+        #: The clients of other agents with requests running here, by address.
+        self._peers: dict[str, RemotePeer] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -577,16 +633,52 @@ class ClusterNode:
             request = Request(uid, sender, to, message.id, message.type, message.data, time.time())
             waiter = _Waiter(address.agent, time.monotonic() + self.timeout)
             self._waiting[request.uid] = waiter
+            targets = self._targets(connection)
+            targets[address.agent] += 1
             try:
                 fields = request.fields(self.signer, address.agent)
                 await self._pipe("XADD", self.keys.inbox(address.agent), "*", *_flat(fields))
-                return await self._await_reply(connection, message, address, waiter)
+                answer = await self._await_reply(connection, message, address, waiter)
+            except asyncio.CancelledError:
+                # The client went away (or the agent stops): the target stays counted,
+                # so the connection's close tells it to cancel the work.
+                raise
+            except BaseException:
+                self._untarget(targets, address.agent)
+                raise
             finally:
                 del self._waiting[request.uid]
+            self._untarget(targets, address.agent)
+            return answer
         except self.errors as exc:
             raise MessageError(
                 UNAVAILABLE, f"the cluster's Redis at {safe_url(self.url)} is unavailable: {exc}"
             ) from None
+
+    def _targets(self, connection: Connection) -> collections.Counter[str]:
+        """The agents running ``connection``'s routed work, told to cancel it when it closes."""
+        targets = connection.state.get(_TARGETS)
+        if targets is None:
+            targets = connection.state[_TARGETS] = collections.Counter()
+            sender = f"{self.name}/{connection.id}"
+            connection.on_close(lambda: self._cancel_at(sender, targets))
+        return targets
+
+    @staticmethod
+    def _untarget(targets: collections.Counter[str], agent: str) -> None:
+        targets[agent] -= 1
+        if not targets[agent]:
+            del targets[agent]
+
+    def _cancel_at(self, sender: str, targets: collections.Counter[str]) -> None:
+        """Tell the agents running ``sender``'s routed work that it went away."""
+        for agent in list(targets):
+            request = Request(next(self._uids), sender, agent, None, CANCEL_TYPE, None, time.time())
+            fields = request.fields(self.signer, agent)
+            try:
+                self._pipe.fire("XADD", self.keys.inbox(agent), "*", *_flat(fields))
+            except Exception as exc:  # shutting down: their timeouts end the work
+                logger.debug("cluster: could not cancel %s's work at %s: %r", sender, agent, exc)
 
     async def _await_reply(
         self, connection: Connection, message: Message, address: Address, waiter: _Waiter
@@ -709,18 +801,37 @@ class ClusterNode:
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
                     continue
                 self._seen[request.uid] = request.signed_at
+                if request.type == CANCEL_TYPE and request.id is None:
+                    self._pipe.fire_last(("XACK", stream, group), [entry_id])
+                    await self._cancel(request.sender)
+                    continue
                 # Checked in the task, so that the reader goes on meanwhile.
                 check = not recovered and request.signed_at < fresh_since
+                peer = self._peers.get(request.sender)
+                if peer is None:
+                    peer = self._peers[request.sender] = RemotePeer(request.sender)
                 await self._handling.acquire()
-                handle = self._handle(request, entry_id, check_handled=check)
+                handle = self._handle(request, entry_id, peer, check_handled=check)
                 task = asyncio.get_running_loop().create_task(handle)
                 self.runtime.in_flight.add(task)  # a graceful shutdown waits for it
                 self._tasks.add(task)
+                peer.tasks.add(task)
                 task.add_done_callback(self._handled)
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self.runtime.in_flight.discard(task)
         self._tasks.discard(task)
+
+    async def _cancel(self, sender: str) -> None:
+        """``sender`` went away: cancel its requests running here, run its close callbacks."""
+        peer = self._peers.pop(sender, None)
+        if peer is None:
+            return
+        peer.cancelled = True
+        logger.debug("cluster: %s went away: cancelling %d request(s)", sender, len(peer.tasks))
+        for task in list(peer.tasks):
+            task.cancel()
+        await peer.close()
 
     async def _not_done(self, requests: list[tuple[bytes, Request]]) -> list[tuple[bytes, Request]]:
         """The re-delivered requests not answered yet; the answered ones are acknowledged."""
@@ -735,13 +846,17 @@ class ClusterNode:
             await self._redis.xack(self.keys.inbox(self.name), self.keys.group, *answered)
         return [entry for entry, seen in zip(requests, done, strict=True) if not seen]
 
-    async def _handle(self, request: Request, entry_id: bytes, *, check_handled: bool) -> None:
+    async def _handle(
+        self, request: Request, entry_id: bytes, peer: RemotePeer, *, check_handled: bool
+    ) -> None:
         """Handle one message from the inbox and send its reply back to the sender.
 
         With ``check_handled`` (signed before this node started), a request that
-        has a "handled" record is a copy: rejected instead.
+        has a "handled" record is a copy: rejected instead. Cancelled because
+        the sender went away, it is acknowledged and recorded as handled, and
+        nothing is sent back.
         """
-        sender = RemoteSender(self, request, entry_id)
+        sender = RemoteSender(self, request, entry_id, peer)
         name = self.name or ""
         try:
             if check_handled and await self._pipe("EXISTS", self.keys.done(name, request.uid)):
@@ -773,9 +888,19 @@ class ClusterNode:
             )
         except Exception:
             logger.exception("cluster: handling %s from %s failed", request.uid, request.sender)
+        except asyncio.CancelledError:
+            if not peer.cancelled:
+                raise  # the agent is stopping: the entry stays pending, handled after a restart
+            done = self.keys.done(name, request.uid)
+            self._pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
+            self._pipe.fire_last(("XACK", self.keys.inbox(name), self.keys.group), [entry_id])
         finally:
             self._handling.release()
             await sender.run_close_callbacks()
+            peer.tasks.discard(asyncio.current_task())
+            if not peer.tasks and self._peers.get(peer.id) is peer:
+                del self._peers[peer.id]  # its last request here: done with it
+                await peer.close()
 
     async def send_reply(self, sender: RemoteSender, message: Any, *, final: bool) -> None:
         """Write what the target sends for a request to the sender's replies stream.

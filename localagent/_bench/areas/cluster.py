@@ -117,6 +117,12 @@ class _Sender:
     id = "bench"
     outbound = False
 
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def on_close(self, callback: Any) -> None:
+        """Never closes: the bench's sender lives for the run."""
+
     async def send(self, message: Any) -> None:
         raise RuntimeError(f"echo streamed a message: {message!r}")
 
