@@ -100,33 +100,34 @@ class Signer:
     The MAC covers the parts joined by newlines, after a version tag and the
     cluster's name. Every part but the last must be free of newlines (names,
     ids and numbers are), so that no two lists of parts sign the same bytes;
-    the last part (the JSON message) may hold anything. The keyed HMAC state
-    is computed once and copied per MAC: a third of the cost of keying anew.
+    the last part (the JSON message) may hold anything. The HMAC state, keyed
+    and fed the prefix, is computed once and copied per MAC: about half the
+    cost of keying anew.
 
     Args:
         cluster: The cluster's name.
         key: The cluster's secret.
     """
 
-    __slots__ = ("_keyed", "_prefix", "cluster")
+    __slots__ = ("_keyed", "cluster")
 
     def __init__(self, cluster: str, *, key: bytes) -> None:
         self.cluster = cluster
-        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
-        self._prefix = (_VERSION, cluster.encode())
+        # Keyed, and fed the version tag and the cluster's name, once: copied per MAC.
+        prefix = b"\n".join((_VERSION, cluster.encode(), b""))
+        self._keyed = hmac.new(key, prefix, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return f"Signer(cluster={self.cluster!r})"  # never the key
 
     def sign(self, *parts: bytes) -> bytes:
         """The MAC (32 bytes) of ``parts``."""
-        return self._mac(b"\n".join((*self._prefix, *parts)))
+        return self._mac(b"\n".join(parts))
 
     def verify(self, mac: bytes, *parts: bytes) -> bool:
         """Whether ``mac`` is the MAC of ``parts`` (constant time)."""
-        text = b"\n".join((*self._prefix, *parts))
-        separators = len(self._prefix) + len(parts) - 1  # newlines before the last part
-        if text.count(b"\n", 0, len(text) - len(parts[-1])) != separators:
+        text = b"\n".join(parts)
+        if text.count(b"\n", 0, len(text) - len(parts[-1])) != len(parts) - 1:
             return False  # a newline inside a part that may not hold one
         return hmac.compare_digest(mac, self._mac(text))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,13 @@ def test_a_changed_field_another_key_or_another_target_fails_verification() -> N
             decode_reply({**reply_fields, key: value}, SIGNER, "a:1", NOW)
     with pytest.raises(ForgedEntry):
         decode_reply(reply_fields, SIGNER, "c:3", NOW)
+
+
+def test_the_mac_is_hmac_sha256_of_the_parts_after_a_version_tag_and_the_cluster() -> None:
+    parts = (b"request", b"b:2", b"u1", b'{"id": 1, "type": "x\\n"}')
+    text = b"localagent-cluster/1\nprod\n" + b"\n".join(parts)
+    assert SIGNER.sign(*parts) == hmac.digest(b"k" * 32, text, "sha256")
+    assert SIGNER.verify(SIGNER.sign(*parts), *parts)
 
 
 def test_entries_signed_too_long_ago_or_ahead_are_expired() -> None:
