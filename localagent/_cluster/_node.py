@@ -54,6 +54,7 @@ from ._entries import (
     is_final_reply,
 )
 from ._names import Address, Keys, parse_address, safe_url
+from ._replay import ReplayGuard
 from ._signing import MAX_AGE_SECONDS, MAX_SKEW_SECONDS, Signer
 
 if TYPE_CHECKING:
@@ -344,11 +345,11 @@ class ClusterNode:
         self.rejected: collections.Counter[str] = collections.Counter()
         self._logged_rejects = 0
         self._last_reject_log = -REJECT_LOG_SECONDS
-        # Replays: the uids of the requests accepted (and the MACs of the events
-        # relayed) within the time an entry stays valid, with when each was signed.
+        # Replays: the request numbers seen from each sender (a sliding window), and
+        # the MACs of the events relayed within the time an event stays valid.
         # Requests signed before this node started may have been handled by an
         # earlier run: for those, the "handled" records in Redis decide.
-        self._seen: dict[str, float] = {}
+        self._replays = ReplayGuard()
         self._seen_events: dict[bytes, float] = {}
         #: The clients of other agents with requests running here, by address.
         self._peers: dict[str, RemotePeer] = {}
@@ -422,8 +423,7 @@ class ClusterNode:
 
     def _prune_seen(self, now: float) -> None:
         """Forget what is too old to come back: it would be rejected as expired."""
-        oldest = now - MAX_AGE_SECONDS - MAX_SKEW_SECONDS
-        self._seen = {uid: at for uid, at in self._seen.items() if at >= oldest}
+        self._replays.forget_before(now - MAX_AGE_SECONDS - MAX_SKEW_SECONDS)
         oldest = now - EVENT_MAX_AGE_SECONDS - MAX_SKEW_SECONDS
         self._seen_events = {m: at for m, at in self._seen_events.items() if at >= oldest}
 
@@ -773,10 +773,11 @@ class ClusterNode:
         name, signer = self.name, self.signer
         stream, group = self.keys.inbox(name), self.keys.group
         # Requests signed since this node started can only have been handled by it: the
-        # uids it accepted tell a copy. Older ones (and the entries this agent read before
-        # a restart, which come first) may have been answered by an earlier run: the
-        # "handled" records tell (a reply written, the acknowledgement lost). A sender's
-        # clock may run ahead: "since" counts from a skew's length after the start.
+        # request numbers it saw tell a copy. Older ones (and the entries this agent read
+        # before a restart, which come first) may have been answered by an earlier run:
+        # the "handled" records tell (a reply written, the acknowledgement lost), as they
+        # do for a number too far below its sender's highest. A sender's clock may run
+        # ahead: "since" counts from a skew's length after the start.
         fresh_since = self._started + MAX_SKEW_SECONDS
         async for batch, recovered in self._group_entries(self._inbox_reader, stream):
             now = time.time()
@@ -796,17 +797,17 @@ class ClusterNode:
             if recovered:
                 requests = await self._not_done(requests)
             for entry_id, request in requests:
-                if request.uid in self._seen:
+                new = self._replays.check(request.uid, now)
+                if new is False:
                     self._reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
                     continue
-                self._seen[request.uid] = request.signed_at
                 if request.type == CANCEL_TYPE and request.id is None:
                     self._pipe.fire_last(("XACK", stream, group), [entry_id])
                     await self._cancel(request.sender)
                     continue
                 # Checked in the task, so that the reader goes on meanwhile.
-                check = not recovered and request.signed_at < fresh_since
+                check = not recovered and (new is None or request.signed_at < fresh_since)
                 peer = self._peers.get(request.sender)
                 if peer is None:
                     peer = self._peers[request.sender] = RemotePeer(request.sender)

@@ -30,6 +30,7 @@ from localagent._cluster._entries import (
     encode_presence,
     is_final_reply,
 )
+from localagent._cluster._replay import WINDOW, ReplayGuard
 from localagent._cluster._signing import (
     MAX_AGE_SECONDS,
     MAX_SKEW_SECONDS,
@@ -246,3 +247,20 @@ def test_urls_are_shown_without_their_password() -> None:
     assert safe_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert safe_url("redis://:s3cret@host:6379/0") == "redis://***@host:6379/0"
     assert safe_url("rediss://user:s3cret@host/1") == "rediss://user:***@host/1"
+
+
+def test_the_replay_guard_tells_copies_within_a_window_per_sender() -> None:
+    guard = ReplayGuard()
+    assert [guard.check(f"t1-{n}", NOW) for n in (1, 2, 5, 3)] == [True, True, True, True]
+    assert guard.check("t1-3", NOW) is False  # a copy
+    assert guard.check("t1-4", NOW) is True  # overtaken, still new
+    assert guard.check("t2-3", NOW) is True  # another sender counts on its own
+    assert guard.check(f"t1-{5 + WINDOW}", NOW) is True
+    assert guard.check("t1-5", NOW) is None  # too far below: the caller asks Redis
+    assert guard.check("t1-6", NOW) is True  # the oldest number the window holds
+    assert guard.check(f"t1-{5 + WINDOW}", NOW) is False
+    assert guard.check("no-number", NOW) is None and guard.check("7", NOW) is None
+    guard.check("t3-1", NOW + 100)
+    guard.forget_before(NOW + 50)
+    assert len(guard) == 1  # only t3 was heard from since
+    assert guard.check("t1-1", NOW + 100) is True  # forgotten (its entries have expired)
