@@ -15,10 +15,23 @@ from websockets.exceptions import ConnectionClosed
 from . import _codec
 from .exceptions import ConnectionLost
 
-__all__ = ["ConnectionBase", "WebSocketConnection"]
+__all__ = ["ConnectionBase", "WebSocketConnection", "run_callbacks"]
 
 logger = logging.getLogger("localagent")
 _ids = itertools.count(1)
+
+
+async def run_callbacks(
+    callbacks: list[CloseCallback], failed: Callable[[Exception], None]
+) -> None:
+    """Call each callback (sync or async) in order; ``failed`` hears of each that raises."""
+    for callback in callbacks:
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            failed(exc)
 
 
 class ConnectionBase:
@@ -47,16 +60,13 @@ class ConnectionBase:
     async def run_close_callbacks(self) -> None:
         """Run the close callbacks (once); failures go to the error reporter."""
         callbacks, self._close_callbacks = self._close_callbacks, []
-        for callback in callbacks:
-            try:
-                result = callback()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                if self._report is not None:
-                    self._report(exc, self)
-                else:
-                    logger.exception("close callback of %s failed", self.id)
+        await run_callbacks(callbacks, self._close_failed)
+
+    def _close_failed(self, exc: Exception) -> None:
+        if self._report is not None:
+            self._report(exc, self)
+        else:
+            logger.error("close callback of %s failed", self.id, exc_info=exc)
 
 
 class WebSocketConnection(ConnectionBase):

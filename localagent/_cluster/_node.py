@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 from localagent_hookspecs import CloseCallback, Connection, Message, MessageError, SendFunc
 
 from .._autopipeline import AutoPipeline
-from .._connection import ConnectionBase
+from .._connection import ConnectionBase, run_callbacks
 from .._protocol import INVALID_MESSAGE
 from .._protocol import Message as Parsed
 from ..exceptions import ConnectionLost
@@ -134,13 +134,10 @@ class RemotePeer:
     async def close(self) -> None:
         """Run the close callbacks once (failures are logged: nobody else would hear)."""
         callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            try:
-                result = callback()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                logger.exception("cluster: a close callback for %s failed", self.id)
+        await run_callbacks(callbacks, self._close_failed)
+
+    def _close_failed(self, exc: Exception) -> None:
+        logger.error("cluster: a close callback for %s failed", self.id, exc_info=exc)
 
 
 class _Backoff:

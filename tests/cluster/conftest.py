@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,14 @@ from localagent.testing import AgentProcess, free_port, running_agent
 CLUSTER = "test"
 #: Seconds a test waits for something that happens within a second or two.
 PATIENCE = 30.0
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Wait until ``check()`` holds, failing after :data:`PATIENCE` seconds."""
+    deadline = time.monotonic() + PATIENCE
+    while not check():
+        assert time.monotonic() < deadline, f"still not {what} after {PATIENCE} s"
+        await asyncio.sleep(0.05)
 
 
 class Peer:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 
-from .conftest import PATIENCE, Cluster
+from .conftest import Cluster, until
 
 #: A program that says it started, then waits until the test lets it finish.
 WAIT = "touch started.$$; while [ ! -e release ]; do sleep 0.05; done"
@@ -15,6 +14,11 @@ WAIT = "touch started.$$; while [ ! -e release ]; do sleep 0.05; done"
 
 def _started(workspace: Path) -> int:
     return len(list(workspace.glob("started.*")))
+
+
+def _pid(workspace: Path) -> int | None:
+    text = (workspace / "pid").read_text().strip() if (workspace / "pid").exists() else ""
+    return int(text) if text else None
 
 
 def _alive(pid: int) -> bool:
@@ -35,10 +39,7 @@ async def test_routed_exec_obeys_the_senders_max_per_connection(
     async with cluster.peer("a") as peer:
         await peer.until_routed(b)
         ids = [await peer.send("exec", {"argv": ["sh", "-c", WAIT]}, to=b) for _ in range(4)]
-        deadline = time.monotonic() + PATIENCE
-        while _started(workspace) < 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await until(lambda: _started(workspace) >= 2, "started")
         await asyncio.sleep(1.0)  # without the limit, the other two start at once
         assert _started(workspace) == 2
         (workspace / "release").touch()
@@ -57,16 +58,11 @@ async def test_routed_exec_is_killed_when_the_sender_disconnects(
     async with cluster.peer("a") as peer:
         await peer.until_routed(b)
         await peer.send("exec", {"argv": ["sh", "-c", "echo $$ > pid; exec sleep 300"]}, to=b)
-        deadline = time.monotonic() + PATIENCE
-        while not (workspace / "pid").exists() or not (workspace / "pid").read_text().strip():
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        pid = int((workspace / "pid").read_text())
+        await until(lambda: _pid(workspace) is not None, "started")
+        pid = _pid(workspace)
+        assert pid is not None
         assert _alive(pid)
     # The client is gone: agent a tells b, which kills the process.
-    deadline = time.monotonic() + PATIENCE
-    while _alive(pid):
-        assert time.monotonic() < deadline, "the routed exec still runs after its client left"
-        await asyncio.sleep(0.1)
+    await until(lambda: not _alive(pid), "killed after its client left")
     async with cluster.peer("a") as peer:  # and b serves on
         assert (await peer.request("ping", to=b))["result"] == {"pong": True}

@@ -28,7 +28,7 @@ from localagent._cluster._entries import Reply, Request
 from localagent._cluster._signing import Signer, create_secret_file, read_secret_file
 from localagent.testing import localagent_cmd
 
-from .conftest import CLUSTER, PATIENCE, Cluster
+from .conftest import CLUSTER, PATIENCE, Cluster, until
 
 #: A key that is not the cluster's secret.
 WRONG = Signer(CLUSTER, key=b"an attacker's guess at the secret")
@@ -52,13 +52,6 @@ def _status(env: dict[str, str], redis_url: str) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr
     return {agent["name"]: agent for agent in json.loads(result.stdout)["agents"]}
-
-
-async def _until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not check():
-        assert time.monotonic() < deadline, f"still not {what} after {PATIENCE} s"
-        await asyncio.sleep(0.2)
 
 
 def _made(workspace: Path) -> list[str]:
@@ -101,7 +94,7 @@ async def test_entries_written_without_the_secret_are_never_handled(
             for entry in forged:
                 writer.xadd(_inbox(b), entry)  # type: ignore[arg-type]
             rejected = _rejected_by(subprocess_env, redis_url, b)
-            await _until(lambda: rejected() >= len(forged), "all rejected")
+            await until(lambda: rejected() >= len(forged), "all rejected")
             assert rejected() == len(forged)
             assert writer.xpending(_inbox(b), CLUSTER)["pending"] == 0  # acknowledged
         finally:
@@ -137,7 +130,7 @@ async def test_a_copy_of_a_handled_entry_is_not_handled_again(
 
             writer.xadd(_inbox(b), fields)  # type: ignore[arg-type]  # the same entry again
             rejected = _rejected_by(subprocess_env, redis_url, b)
-            await _until(lambda: rejected() == 1, "rejected")
+            await until(lambda: rejected() == 1, "rejected")
             reply = await peer.request("kv.get", {"key": "counter"}, to=b)
             assert reply["result"]["value"] == 1
 
@@ -146,7 +139,7 @@ async def test_a_copy_of_a_handled_entry_is_not_handled_again(
             cluster.start("b")
             await peer.until_routed(b)
             writer.xadd(_inbox(b), fields)  # type: ignore[arg-type]
-            await _until(lambda: rejected() == 1, "rejected after the restart")
+            await until(lambda: rejected() == 1, "rejected after the restart")
             reply = await peer.request("kv.get", {"key": "counter"}, to=b)
             assert reply["result"]["value"] == 1
     finally:
@@ -177,7 +170,7 @@ async def test_a_forged_reply_never_reaches_the_client(
                 ]
                 return bool(entries)
 
-            await _until(queued, "queued for b")
+            await until(queued, "queued for b")
             uid = entries[0][b"uid"].decode()
             answer = {"id": msg_id, "result": {"data": "forged"}}
             for forged in (
@@ -188,7 +181,7 @@ async def test_a_forged_reply_never_reaches_the_client(
             ):
                 writer.xadd(_replies(a), forged)  # type: ignore[arg-type]
             rejected = _rejected_by(subprocess_env, redis_url, a)
-            await _until(lambda: rejected() >= 3, "all rejected")
+            await until(lambda: rejected() >= 3, "all rejected")
             assert msg_id not in peer.replies  # nothing reached the client
         finally:
             os.kill(cluster.agents["b"].pid, signal.SIGCONT)
@@ -226,7 +219,7 @@ async def test_rejections_are_reported_to_on_error(redis_url: str, tmp_path: Pat
             await writer.xadd(_inbox(node.name), {"uid": "x", "msg": "{}"})
         finally:
             await writer.aclose()
-        await _until(lambda: bool(recorder.errors), "reported")
+        await until(lambda: bool(recorder.errors), "reported")
     error, context = recorder.errors[0]
     assert type(error).__name__ == "ForgedEntry"
     assert (context.stage, context.plugin) == ("transport", "cluster")
