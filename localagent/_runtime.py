@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from . import _codec
 from ._config import Settings
 from ._connection import WebSocketConnection
-from ._dispatch import Dispatcher, HandlerFailed
+from ._dispatch import Dispatcher, HandlerFailed, discard
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
 from ._protocol import Message as Parsed
@@ -288,7 +288,7 @@ class AgentRuntime:
                         try:
                             await in_flight.acquire()
                         except BaseException:
-                            result.close()  # never started: no "never awaited" warning
+                            discard(result)  # never started: no "never awaited" warning
                             raise
                         task = asyncio.create_task(
                             self._finish(connection, item, result, in_flight)
