@@ -111,6 +111,8 @@ class ServerSettings:
             1/16 of it gets no new handler started until they are written; when
             the total goes over, the connection holding the most is closed
             with 1008.
+        max_connections: Most connections served at once; more handshakes
+            are refused with 503.
         compression: Enable permessage-deflate (off by default: it costs CPU
             and buys nothing on loopback).
         ping_interval: Seconds between keepalive pings (``None`` disables).
@@ -129,6 +131,7 @@ class ServerSettings:
     max_message_size: int = attrs.field(default=1 << 20, converter=_int, validator=_positive)
     max_in_flight: int = attrs.field(default=64, converter=_int, validator=_positive)
     max_pending_bytes: int = attrs.field(default=64 << 20, converter=_int, validator=_positive)
+    max_connections: int = attrs.field(default=256, converter=_int, validator=_positive)
     compression: bool = attrs.field(default=False, converter=_bool)
     ping_interval: float | None = attrs.field(
         default=20.0, converter=_optional_float, validator=_positive

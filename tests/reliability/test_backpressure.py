@@ -1,4 +1,4 @@
-"""Clients that do not read their replies, and clients that read slowly.
+"""Clients that do not read their replies, clients that read slowly, and too many clients.
 
 The attack: connections that each send one batch frame of large ``fs.read``
 requests and never read a byte. Without an outbound budget every finished
@@ -11,6 +11,7 @@ Read from ``/proc/PID/status`` of a real ``localagent serve``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -21,10 +22,11 @@ import orjson
 import pytest
 
 import localagent
-from localagent import Client, Server, handles, hookimpl
+from localagent import Client, HandshakeRejected, Server, handles, hookimpl
 from localagent._runtime import OVER_BUDGET_REASON, POLICY_VIOLATION
 from localagent.testing import AgentProcess, running_agent
 
+from ..helpers import opening_handshake
 from ._frames import ServerFrame, close_frame, handshake, masked_frame, read_frame
 from .conftest import agent_env
 
@@ -198,3 +200,53 @@ async def test_a_client_whose_replies_wait_gets_no_new_handler_until_it_reads() 
         assert all(reply["result"] == "x" * size for reply in replies)
         assert blob.started == sent
         assert budget.shed == 0
+
+
+# -- the connection limit --------------------------------------------------------------------
+
+
+def _response(port: int, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A hand-written handshake's HTTP status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as sock:
+        sock.sendall(opening_handshake(headers))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.fixture
+def three_connections(isolated_env: Path) -> None:
+    """``max_connections = 3`` in the config file the in-process agent reads."""
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / "config.toml").write_text("[server]\nmax_connections = 3\n")
+
+
+@pytest.mark.usefixtures("three_connections")
+async def test_past_max_connections_handshakes_get_503_and_existing_ones_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Server.create(port=0) as server:
+        token = server.token_file.get()
+        headers = {"Host": "127.0.0.1", "Authorization": f"Bearer {token}"}
+        clients = [await Client.connect(server.url, token) for _ in range(3)]
+        try:
+            with caplog.at_level(logging.WARNING, logger="localagent"):
+                status, body = await asyncio.to_thread(_response, server.port, headers)
+                with pytest.raises(HandshakeRejected) as caught:
+                    await Client.connect(server.url, token)
+            assert status == caught.value.status == 503
+            assert body == b"too many connections: this agent serves at most 3 at once\n"
+            assert "server.max_connections is 3" in caplog.text
+            for client in clients:
+                assert await client.request("ping") == {"pong": True}
+            await clients.pop().aclose()
+            clients.append(await Client.connect(server.url, token))
+            assert await clients[-1].request("ping") == {"pong": True}
+            # Refused handshakes (a wrong token, say) never count.
+            wrong = {**headers, "Authorization": "Bearer nope"}
+            assert (await asyncio.to_thread(_response, server.port, wrong))[0] == 401
+        finally:
+            for client in clients:
+                await client.aclose()
