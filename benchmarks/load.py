@@ -8,7 +8,8 @@ reads every reply. A step passes when every connection opened and every
 request got its own reply. The report gives the largest N that passed, and
 messages/s at that N (requests answered / wall time from the first send to the
 last reply). The client is one process on the same 2-core machine as the
-agent, so both share the CPU; figures are noisy on a shared machine.
+agent, so both share the CPU; figures are noisy on a shared machine. The
+agent's ``max_connections`` (256 by default) is raised to the largest N.
 
 Usage::
 
@@ -172,6 +173,8 @@ def main() -> None:
             "LOCALAGENT_CONFIG_DIR": f"{root}/config",
             "LOCALAGENT_WORKSPACE": f"{root}/workspace",
             "LOCALAGENT_LOAD_PLUGINS": "",
+            # Every connection of the largest step at once, past the default limit of 256.
+            "LOCALAGENT_MAX_CONNECTIONS": str(max(args.connections) + 16),
         }
         with running_agent(env, "--log-level", "warning", config_dir=Path(root, "config")) as agent:
             results = asyncio.run(run(args, agent.url, agent.token, agent.pid))

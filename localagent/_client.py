@@ -219,7 +219,8 @@ class Client:
         """Open the WebSocket connection.
 
         Raises:
-            HandshakeRejected: The agent answered 401 (token) or 403 (Origin/Host).
+            HandshakeRejected: The agent answered 401 (token), 403 (Origin/Host)
+                or 503 (too many connections).
             ConnectFailed: Nothing listens there, or the handshake failed.
         """
         if self._connector is None and not self._direct and _connector_factory is not None:

@@ -106,6 +106,13 @@ class ServerSettings:
         allowed_hosts: Extra ``Host`` header names accepted besides loopback names.
         max_message_size: Largest inbound frame in bytes; larger closes with 1009.
         max_in_flight: Requests per connection handled concurrently; more wait.
+        max_pending_bytes: Most bytes of encoded replies that may wait to be
+            written, across all connections. A connection holding more than
+            1/16 of it gets no new handler started until they are written; when
+            the total goes over, the connection holding the most is closed
+            with 1008.
+        max_connections: Most connections served at once; more handshakes
+            are refused with 503.
         compression: Enable permessage-deflate (off by default: it costs CPU
             and buys nothing on loopback).
         ping_interval: Seconds between keepalive pings (``None`` disables).
@@ -123,6 +130,8 @@ class ServerSettings:
     allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
     max_message_size: int = attrs.field(default=1 << 20, converter=_int, validator=_positive)
     max_in_flight: int = attrs.field(default=64, converter=_int, validator=_positive)
+    max_pending_bytes: int = attrs.field(default=64 << 20, converter=_int, validator=_positive)
+    max_connections: int = attrs.field(default=256, converter=_int, validator=_positive)
     compression: bool = attrs.field(default=False, converter=_bool)
     ping_interval: float | None = attrs.field(
         default=20.0, converter=_optional_float, validator=_positive

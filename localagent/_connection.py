@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
+import sys
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from localagent_hookspecs import BufferSource, CloseCallback, SendFunc
 from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from . import _codec
+from ._budget import OutboundBudget
 from .exceptions import ConnectionLost
 
 __all__ = ["ConnectionBase", "WebSocketConnection", "run_callbacks"]
 
 logger = logging.getLogger("localagent")
 _ids = itertools.count(1)
+#: The limit of a connection given no budget: never reached.
+_UNLIMITED = sys.maxsize
 
 
 async def run_callbacks(
@@ -77,15 +85,34 @@ class WebSocketConnection(ConnectionBase):
     :meth:`wrap_send`. ``send_frame`` always writes directly. With
     :meth:`use_buffers`, that last step encodes batch frames into reused
     buffers.
+
+    The last step charges each encoded frame to the agent's
+    :class:`~localagent._budget.OutboundBudget` until websockets has written
+    it out, and writes one frame at a time: while a frame waits for the
+    client to read (websockets' write buffer is full), the next ones wait
+    their turn here, in order, so the closing frame of :meth:`shed` is
+    queued behind at most one of them. A reply for a connection that is
+    closing is dropped before it is encoded.
+
+    Attributes:
+        pending_bytes: Bytes of this connection's encoded frames charged and
+            not yet written out.
     """
 
     __slots__ = (
+        "_budget",
         "_buffers",
+        "_closer",
         "_closing",
         "_frame_hint",
+        "_over_budget",
+        "_shed",
+        "_turns",
+        "_writing",
         "_ws",
         "origin",
         "outbound",
+        "pending_bytes",
         "remote_address",
         "state",
     )
@@ -97,6 +124,8 @@ class WebSocketConnection(ConnectionBase):
         outbound: bool,
         origin: str | None = None,
         report: Callable[[BaseException, WebSocketConnection], None] | None = None,
+        budget: OutboundBudget | None = None,
+        over_budget: Callable[[WebSocketConnection], None] | None = None,
     ) -> None:
         self._ws = ws
         self._report = report
@@ -115,6 +144,16 @@ class WebSocketConnection(ConnectionBase):
         self._buffers: BufferSource | None = None
         #: The size of the last batch frame, to ask the buffer source for.
         self._frame_hint = 0
+        self._budget = budget if budget is not None else OutboundBudget(_UNLIMITED)
+        #: Called when a charge takes the budget over its limit (may :meth:`shed` anyone).
+        self._over_budget = over_budget
+        self.pending_bytes = 0
+        #: A frame of this connection is in websockets' send (or has the turn to be).
+        self._writing = False
+        #: Senders waiting for their turn to write, first come first served.
+        self._turns: deque[asyncio.Future[None]] = deque()
+        self._shed: str | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         direction = "outbound" if self.outbound else "inbound"
@@ -128,39 +167,160 @@ class WebSocketConnection(ConnectionBase):
     def close_code(self) -> int | None:
         return self._ws.close_code
 
+    @property
+    def shed_reason(self) -> str | None:
+        """Why :meth:`shed` disconnected this connection; ``None`` if it did not."""
+        return self._shed
+
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.send_path(message)
 
     def use_buffers(self, source: BufferSource | None) -> None:
         self._buffers = source
 
-    async def _send_encoded(self, message: Mapping[str, Any]) -> None:
-        # The send path's last step. Kept to one coroutine whether or not it
-        # takes a buffer: each layer is another frame object per message.
+    async def _send_encoded(
+        self,
+        message: Mapping[str, Any] | None,
+        frame: bytes | bytearray | memoryview | None = None,
+    ) -> None:
+        # The send path's last step (and send_frame's, with ``frame``). Kept to
+        # one coroutine whether or not it takes a buffer: each layer is another
+        # frame object per message.
+        if self._shed is not None or self._ws.protocol.state is not OPEN:
+            raise self._dropped()  # before encoding: nobody will read it
         buffers = self._buffers
-        try:
-            if buffers is None or message.get("type") != "batch":
-                await self._ws.send(_codec.dumps(message), text=True)
-                return
+        buffer = None
+        if message is None:
+            assert frame is not None
+        elif buffers is None or message.get("type") != "batch":
+            frame = _codec.dumps(message)
+        else:
             buffer = buffers.acquire(self._frame_hint)
             try:
                 _codec.encode_into(message, buffer)
-                self._frame_hint = len(buffer)
-                # websockets copies the frame into its framed output before
-                # send() first yields, so the buffer is free when it returns.
-                await self._ws.send(buffer, text=True)
-            finally:
+            except BaseException:
                 buffers.release(buffer)
+                raise
+            self._frame_hint = len(buffer)
+            frame = buffer
+        size = len(frame)
+        budget = self._budget
+        self.pending_bytes += size
+        budget.pending += size
+        try:
+            if budget.pending > budget.limit and self._over_budget is not None:
+                self._over_budget(self)  # sheds the heaviest connection, maybe this one
+                if self._shed is not None:
+                    raise self._dropped()
+            if self._writing or self._turns:
+                await self._wait_turn()
+            else:
+                self._writing = True
+            try:
+                # websockets copies the frame into its framed output before
+                # send() first yields, so a buffer is free when it returns.
+                await self._ws.send(frame, text=True)
+            finally:
+                self._writing = False
+                if self._turns:
+                    self._next_turn()
         except ConnectionClosed as exc:
             raise self._lost(exc) from None
+        finally:
+            self.pending_bytes -= size
+            self._budget.pending -= size  # read again: shed() may have detached it
+            if buffer is not None:
+                buffers.release(buffer)  # type: ignore[union-attr]
 
     async def send_frame(self, frame: bytes | bytearray | memoryview) -> None:
-        # websockets serialises the frame (a copy) before send() first yields,
-        # so the caller's buffer is free again when this returns.
+        # Charged, and in turn, like any frame of the send path: websockets
+        # serialises it (a copy) before send() first yields, so the caller's
+        # buffer is free again when this returns.
+        await self._send_encoded(None, frame)
+
+    async def _wait_turn(self) -> None:
+        """Wait until the frames queued before this one are written; then it is this one's turn.
+
+        Raises:
+            ConnectionLost: The connection was shed or closed meanwhile.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns.append(waiter)
         try:
-            await self._ws.send(frame, text=True)
-        except ConnectionClosed as exc:
-            raise self._lost(exc) from None
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._pass_turn()  # handed the turn, then cancelled: hand it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._turns.remove(waiter)
+            # The future holds the exception, whose traceback holds this frame:
+            # without this, the sender's frame (and its encoded reply) would
+            # wait for the cyclic garbage collector.
+            del waiter
+            raise
+        if self._shed is not None or self._ws.protocol.state is not OPEN:
+            self._pass_turn()
+            raise self._dropped()
+
+    def _next_turn(self) -> None:
+        """Hand the turn to the first live waiter (it owns ``_writing`` from now on)."""
+        turns = self._turns
+        while turns:
+            waiter = turns.popleft()
+            if not waiter.done():
+                self._writing = True
+                waiter.set_result(None)
+                return
+
+    def _pass_turn(self) -> None:
+        self._writing = False
+        if self._turns:
+            self._next_turn()
+
+    async def written(self) -> None:
+        """Wait until the frames waiting now have been written out.
+
+        The runtime awaits this before it starts another handler for a
+        connection that holds more than its share of the budget.
+
+        Raises:
+            ConnectionLost: The connection was shed or closed meanwhile.
+        """
+        if self._writing or self._turns:
+            await self._wait_turn()
+            self._pass_turn()
+
+    def shed(self, code: int, reason: str) -> None:
+        """Disconnect this connection because of what it holds; frees what it can now.
+
+        Its waiting frames are dropped at once (their senders get
+        :class:`ConnectionLost`), its bytes stop counting against the agent's
+        budget, and a task closes it with ``code`` and ``reason``: the closing
+        frame follows at most the one frame websockets is writing, for a
+        client that reads again. One that never does is cut off after
+        websockets' close timeout.
+        """
+        if self._shed is not None:
+            return
+        self._shed = reason
+        self._closing = True
+        self._budget.write_off(self.pending_bytes)
+        self._budget = self._budget.detached()
+        turns, self._turns = self._turns, deque()
+        for waiter in turns:
+            if not waiter.done():
+                waiter.set_exception(self._dropped())
+        self._closer = asyncio.get_running_loop().create_task(self.close(code, reason))
+
+    async def wait_shed(self) -> None:
+        """If :meth:`shed` closed this connection, wait until its close is done."""
+        if self._closer is not None:
+            await self._closer
+
+    def _dropped(self) -> ConnectionLost:
+        reason = self._shed or "closing"
+        return ConnectionLost(f"connection {self.id} is closed ({reason})")
 
     def _lost(self, exc: ConnectionClosed) -> ConnectionLost:
         return ConnectionLost(

@@ -20,7 +20,7 @@ from pluggy import HookImpl
 from ._plugins import PluginManager
 from ._protocol import UNKNOWN_TYPE
 
-__all__ = ["Dispatcher", "HandlerFailed", "Route", "is_pending"]
+__all__ = ["Dispatcher", "HandlerFailed", "Route", "discard", "is_pending"]
 
 Handler = Callable[[Connection, Message], Any]
 Wrapper = Callable[[Connection, Message], Generator[None, Any, Any]]
@@ -54,6 +54,22 @@ def is_pending(result: object) -> bool:
     "pending" is exactly "a coroutine object"; a finished result never is one.
     """
     return type(result) is CoroutineType
+
+
+def discard(result: CoroutineType[Any, Any, Any]) -> None:
+    """Close a pending result that will never be awaited, and the handler's coroutine in it.
+
+    The result is one of the dispatcher's coroutines, not started, holding the
+    handler's own coroutine as an argument (through another of the
+    dispatcher's when wrappers run); closing only the outer one would leave
+    the handler's to warn "coroutine ... was never awaited".
+    """
+    frame = result.cr_frame
+    if frame is not None:
+        for value in frame.f_locals.values():
+            if type(value) is CoroutineType:
+                discard(value)
+    result.close()
 
 
 def _positional(impl: HookImpl) -> Callable[[Connection, Message], Any]:

@@ -29,9 +29,10 @@ from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
 from . import _codec
+from ._budget import OutboundBudget, heaviest
 from ._config import Settings
 from ._connection import WebSocketConnection
-from ._dispatch import Dispatcher, HandlerFailed
+from ._dispatch import Dispatcher, HandlerFailed, discard
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
 from ._protocol import Message as Parsed
@@ -43,6 +44,9 @@ __all__ = ["AgentRuntime", "ErrorContext", "Replying"]
 logger = logging.getLogger("localagent")
 
 INTERNAL_ERROR_CLOSE = 1011
+#: Close code and reason for a connection shed to keep the agent within its outbound budget.
+POLICY_VIOLATION = 1008
+OVER_BUDGET_REASON = "over the agent's outbound budget: replies are not being read"
 
 
 class Replying(Connection, Protocol):
@@ -88,6 +92,8 @@ class AgentRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_in_flight = settings.server.max_in_flight
+        #: Encoded replies waiting to be written, across connections (``max_pending_bytes``).
+        self.budget = OutboundBudget(settings.server.max_pending_bytes)
         self._store: KeyValueStore | None = None
         #: ``ws://host:port`` once a server listens for this runtime (see :meth:`listening`).
         self.url: str | None = None
@@ -240,8 +246,38 @@ class AgentRuntime:
     ) -> WebSocketConnection:
         """Wrap a websockets connection for the hooks."""
         return WebSocketConnection(
-            ws, outbound=outbound, origin=origin, report=self._report_connection
+            ws,
+            outbound=outbound,
+            origin=origin,
+            report=self._report_connection,
+            budget=self.budget,
+            over_budget=self._over_budget,
         )
+
+    def _over_budget(self, charged: WebSocketConnection) -> None:
+        """More than ``max_pending_bytes`` wait: shed the connection that holds the most.
+
+        That is the client reading the least of what it asked for, usually
+        not ``charged`` (whose frame just went over): a well-behaved client's
+        replies wait only until it reads them.
+        """
+        candidates = {charged, *self.connections}
+        victim = heaviest(c for c in candidates if c.shed_reason is None)
+        if victim is None:
+            return
+        logger.warning(
+            "closing connection %s (%s) with %d: %d bytes of its replies wait to be written, "
+            "and the agent's replies waiting in all (%d bytes) are over server.max_pending_bytes "
+            "(%d)",
+            victim.id,
+            victim.remote_address or "?",
+            POLICY_VIOLATION,
+            victim.pending_bytes,
+            self.budget.pending,
+            self.budget.limit,
+        )
+        self.budget.shed += 1
+        victim.shed(POLICY_VIOLATION, OVER_BUDGET_REASON)
 
     async def run_on_connect(self, connection: WebSocketConnection) -> None:
         """Call every ``on_connect``; one plugin's failure does not stop the others."""
@@ -259,14 +295,25 @@ class AgentRuntime:
         connection = self.connection_for(ws, outbound=False, origin=origin)
         self.connections.add(connection)
         in_flight = asyncio.Semaphore(self._max_in_flight)
+        budget = self.budget
+        share = budget.share
         pending: set[asyncio.Task[None]] = set()
 
         def forget(task: asyncio.Task[None]) -> None:
             pending.discard(task)
             self.in_flight.discard(task)
 
+        def stop_handlers() -> None:
+            # A closing connection's handlers can no longer reply: stop them now
+            # rather than when the close is done (a shed client may never answer).
+            current = asyncio.current_task()
+            for task in pending:
+                if task is not current:
+                    task.cancel()
+
         try:
             await self.run_on_connect(connection)
+            connection.on_close(stop_handlers)
             dispatch = self.dispatcher.dispatch
             while True:
                 # Text frames come decoded: websockets closes with 1007 when one is
@@ -287,8 +334,15 @@ class AgentRuntime:
                         # read meanwhile; the semaphore bounds how many run at once.
                         try:
                             await in_flight.acquire()
+                            if connection.closed:  # shed or closing while we waited
+                                raise ConnectionLost(f"connection {connection.id} is closed")
+                            if connection.pending_bytes > share:
+                                # Slowed: its replies wait for the client to read them,
+                                # so start nothing more for it until they are written.
+                                budget.slowed += 1
+                                await connection.written()
                         except BaseException:
-                            result.close()  # never started: no "never awaited" warning
+                            discard(result)  # never started: no "never awaited" warning
                             raise
                         task = asyncio.create_task(
                             self._finish(connection, item, result, in_flight)
@@ -318,6 +372,8 @@ class AgentRuntime:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             await connection.run_close_callbacks()
+            # A shed connection's own close code goes out before websockets' 1000.
+            await connection.wait_shed()
 
     async def _finish(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -13,6 +14,7 @@ from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import MultipleValuesError
 from websockets.http11 import Request, Response
+from websockets.protocol import CLOSED
 
 from ._config import Settings, load_settings
 from ._plugins import load_plugins
@@ -25,6 +27,8 @@ __all__ = ["Server"]
 logger = logging.getLogger("localagent")
 
 GOING_AWAY = 1001
+#: Seconds between two log lines about handshakes refused for the connection limit.
+REFUSAL_LOG_INTERVAL = 10.0
 
 
 class Server:
@@ -53,6 +57,10 @@ class Server:
             allowed_hosts=server.allowed_hosts,
         )
         self._ws_server: WebSocketServer | None = None
+        #: Connections admitted past the handshake checks and not yet done with.
+        self._admitted: set[ServerConnection] = set()
+        self._refused_unlogged = 0
+        self._refusal_logged_at: float | None = None
 
     @classmethod
     def create(
@@ -171,7 +179,7 @@ class Server:
         except MultipleValuesError:
             return connection.respond(400, "duplicate Host, Origin or Authorization header\n")
         if rejection is None:
-            return None
+            return self._admit(connection)
         logger.info(
             "refused a connection from %s: %s (%d)",
             connection.remote_address[0] if connection.remote_address else "?",
@@ -180,10 +188,57 @@ class Server:
         )
         return connection.respond(rejection.status, rejection.reason + "\n")
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        await self.runtime.serve(
-            ws, origin=ws.request.headers.get("Origin") if ws.request else None
+    def _admit(self, connection: ServerConnection) -> Response | None:
+        """Count a connection that passed the checks, or refuse it (503) at ``max_connections``.
+
+        It is counted from here, not from :meth:`_handle`, so that handshakes
+        in progress at once cannot all slip under the limit.
+        """
+        admitted = self._admitted
+        limit = self.settings.server.max_connections
+        if len(admitted) >= limit:
+            # One that closed before its handler ran was never discarded there.
+            admitted.difference_update([c for c in admitted if c.protocol.state is CLOSED])
+        if len(admitted) < limit:
+            admitted.add(connection)
+            return None
+        self._log_refusal(connection, limit)
+        return connection.respond(
+            503, f"too many connections: this agent serves at most {limit} at once\n"
         )
+
+    def _log_refusal(self, connection: ServerConnection, limit: int) -> None:
+        """Log a refusal for the connection limit, at most once per REFUSAL_LOG_INTERVAL."""
+        now = time.monotonic()
+        if (
+            self._refusal_logged_at is not None
+            and now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL
+        ):
+            self._refused_unlogged += 1
+            return
+        unlogged = (
+            f"; {self._refused_unlogged} more refused since the last message"
+            if self._refused_unlogged
+            else ""
+        )
+        logger.warning(
+            "refused a connection from %s with 503: %d connections are open and "
+            "server.max_connections is %d%s",
+            connection.remote_address[0] if connection.remote_address else "?",
+            len(self._admitted),
+            limit,
+            unlogged,
+        )
+        self._refused_unlogged = 0
+        self._refusal_logged_at = now
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            await self.runtime.serve(
+                ws, origin=ws.request.headers.get("Origin") if ws.request else None
+            )
+        finally:
+            self._admitted.discard(ws)
 
     async def serve_forever(self) -> None:
         """Serve until cancelled."""

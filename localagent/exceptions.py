@@ -7,7 +7,7 @@ The tree::
     ├── PluginError            a plugin failed to import, register or load
     └── ClientError            raised by localagent.Client
         ├── ConnectFailed      no WebSocket connection could be opened
-        │   └── HandshakeRejected   the agent answered 401/403 (token, Origin, Host)
+        │   └── HandshakeRejected   the agent refused the handshake (401, 403, 503)
         ├── ConnectionLost     the connection closed (also a ConnectionError)
         └── ReplyError         the agent answered with an error reply
 
@@ -64,7 +64,8 @@ class HandshakeRejected(ConnectFailed):
 
     Attributes:
         status: The HTTP status (401: token missing or wrong; 403: Origin or
-            Host not allowed).
+            Host not allowed; 503: the agent serves ``server.max_connections``
+            connections already).
     """
 
     def __init__(self, status: int, message: str) -> None:

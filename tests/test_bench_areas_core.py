@@ -20,6 +20,8 @@ from localagent._bench._context import BenchContext
 from localagent._bench.areas import load_areas
 from localagent._bench.bare_echo import running_bare_echo
 
+HAS_PROC = os.path.exists("/proc/self/status")
+
 
 async def _run(name: str, tmp_path: Path) -> AreaResult:
     (area,) = load_areas([name])
@@ -99,6 +101,10 @@ async def test_memory_area_reports_growth_and_a_verdict(tmp_path: Path) -> None:
     assert figures["echo throughput under tracemalloc"].figure.median > 0
     assert result.notes[0].startswith(("verdict: no leak", "verdict: possible leak"))
     assert not tracemalloc.is_tracing()  # stopped again
+    if HAS_PROC:  # the part with clients that do not read measures the agent in /proc
+        assert figures["RSS growth, 4 clients not reading"].figure.unit == "MiB"
+        assert figures["peak RSS, clients not reading"].figure.median > 0
+        assert any("the agent closed 4 of 4 with 1008" in note for note in result.notes)
 
 
 async def test_cleanup_area_finds_no_fd_or_task_left_behind(tmp_path: Path) -> None:

@@ -6,14 +6,16 @@ plain object since dispatch only passes it through.
 
 from __future__ import annotations
 
+import gc
 import inspect
+import warnings
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 from localagent_hookspecs import MessageError, handles, hookimpl
 
-from localagent._dispatch import Dispatcher, HandlerFailed
+from localagent._dispatch import Dispatcher, HandlerFailed, discard
 from localagent._plugins import PluginManager
 from localagent._protocol import UNKNOWN_TYPE, Message
 
@@ -196,6 +198,33 @@ async def test_async_handler_is_awaited(pm: PluginManager, dispatcher: Dispatche
     pending = dispatcher.dispatch(CONN, msg("x", 42))
     assert inspect.isawaitable(pending)
     assert await pending == {"echo": 42}
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "wrapped"])
+def test_a_discarded_pending_result_leaves_no_coroutine_unawaited(
+    pm: PluginManager, dispatcher: Dispatcher, wrapped: bool
+) -> None:
+    """The runtime discards a result it will never start (its connection closed meanwhile)."""
+    started: list[int] = []
+
+    class Plugin:
+        @hookimpl
+        @handles("x")
+        async def on_message(self, message: Message) -> Any:
+            started.append(message.data)
+            return message.data
+
+    pm.register(Plugin(), name="async")
+    if wrapped:
+        pm.register(wrapper_plugin([], "w", "x"), name="w")
+    pending = dispatcher.dispatch(CONN, msg("x", 42))
+    assert inspect.iscoroutine(pending)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... was never awaited"
+        discard(pending)
+        del pending
+        gc.collect()
+    assert started == []
 
 
 async def test_async_none_passes_to_the_next(pm: PluginManager, dispatcher: Dispatcher) -> None:
