@@ -108,17 +108,22 @@ async def _frames_then_close(sock: socket.socket) -> list[ServerFrame]:
     return await asyncio.to_thread(_read_frames, sock, lambda frame: frame.opcode == 0x8)
 
 
+async def _replies_waiting(connection: Any, count: int) -> list[asyncio.Task[None]]:
+    """Send ``count`` replies of 1 MiB; return once several wait for the client."""
+    sends = [
+        asyncio.create_task(connection.send({"id": n, "result": "x" * MIB})) for n in range(count)
+    ]
+    await _until(lambda: connection.pending_bytes > 4 * MIB, "replies waiting")
+    return sends
+
+
 async def test_the_replies_to_a_client_that_reads_late_arrive_in_order() -> None:
     count = 24
     async with Server.create(port=0) as server:
         budget = server.runtime.budget
         sock, connection = await _silent_client(server)
         with sock:
-            sends = [
-                asyncio.create_task(connection.send({"id": n, "result": "x" * MIB}))
-                for n in range(count)
-            ]
-            await _until(lambda: connection.pending_bytes > 4 * MIB, "replies waiting")
+            sends = await _replies_waiting(connection, count)
             assert budget.pending == connection.pending_bytes  # charged while they wait
             assert not all(send.done() for send in sends)
             frames = await asyncio.to_thread(
@@ -138,11 +143,7 @@ async def test_shed_drops_the_waiting_frames_at_once_and_closes_after_the_one_be
         budget = server.runtime.budget
         sock, connection = await _silent_client(server)
         with sock:
-            sends = [
-                asyncio.create_task(connection.send({"id": n, "result": "x" * MIB}))
-                for n in range(count)
-            ]
-            await _until(lambda: connection.pending_bytes > 4 * MIB, "replies waiting")
+            sends = await _replies_waiting(connection, count)
             connection.shed(POLICY_VIOLATION, "test: not reading")
             assert budget.pending == 0  # written off at once
             assert connection.closed and connection.shed_reason == "test: not reading"
