@@ -106,8 +106,9 @@ class ServerSettings:
         allowed_hosts: Extra ``Host`` header names accepted besides loopback names.
         max_message_size: Largest inbound frame in bytes; larger closes with 1009.
         max_in_flight: Requests per connection handled concurrently; more wait.
-        max_pending_bytes: Most bytes of encoded replies that may wait to be
-            written, across all connections. A connection holding more than
+        max_pending_bytes: Most bytes of replies that may wait to be written
+            (each frame counted twice while it is written) or be built under a
+            reservation, across all connections. A connection holding more than
             1/16 of it gets no new handler started until they are written; when
             the total goes over, the connection holding the most is closed
             with 1008.

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from localagent_hookspecs import BufferSource, CloseCallback, SendFunc
 from websockets.asyncio.connection import Connection as WebSocket
@@ -25,6 +25,9 @@ __all__ = ["ConnectionBase", "WebSocketConnection", "run_callbacks"]
 
 logger = logging.getLogger("localagent")
 _ids = itertools.count(1)
+#: Seconds a shed connection's client may read nothing before the transport,
+#: and what it still holds, is dropped.
+SHED_CLOSE_TIMEOUT: Final = 2.0
 #: The limit of a connection given no budget: never reached.
 _UNLIMITED = sys.maxsize
 
@@ -62,6 +65,15 @@ class ConnectionBase:
     def use_buffers(self, source: BufferSource | None) -> None:
         """Ignored: this connection writes no WebSocket frames of its own."""
 
+    @property
+    def congested(self) -> bool:
+        """Never: this connection writes no WebSocket frames of its own."""
+        return False
+
+    def reserve(self, size: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Nothing to wait for: this connection writes no WebSocket frames of its own."""
+        return _NO_RESERVATION
+
     def on_close(self, callback: CloseCallback) -> None:
         self._close_callbacks.append(callback)
 
@@ -75,6 +87,44 @@ class ConnectionBase:
             self._report(exc, self)
         else:
             logger.error("close callback of %s failed", self.id, exc_info=exc)
+
+
+class _NoReservation(contextlib.AbstractAsyncContextManager[None]):
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_RESERVATION: Final = _NoReservation()
+
+
+class _Reservation(contextlib.AbstractAsyncContextManager[None]):
+    """``async with connection.reserve(size)``: see :meth:`WebSocketConnection.reserve`."""
+
+    __slots__ = ("_connection", "_held", "_size")
+
+    def __init__(self, connection: WebSocketConnection, size: int) -> None:
+        if size < 0:
+            raise ValueError("a reservation cannot be negative")
+        self._connection = connection
+        self._size = size
+        self._held = False
+
+    async def __aenter__(self) -> None:
+        await self._connection._charge_reserved(self._size)
+        self._held = True
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if not self._held:
+            return
+        self._held = False
+        task = asyncio.current_task()
+        if exc_type is None and task is not None:
+            # The block built a reply that its handler is about to return: keep
+            # it charged until the task (the runtime's, for one message) ends,
+            # which is once the reply has been handed to the send path.
+            self._connection._hold_until_done(task, self._size)
+        else:
+            self._connection._refund(self._size)
 
 
 class WebSocketConnection(ConnectionBase):
@@ -106,6 +156,7 @@ class WebSocketConnection(ConnectionBase):
         "_closing",
         "_frame_hint",
         "_over_budget",
+        "_room",
         "_shed",
         "_turns",
         "_writing",
@@ -152,6 +203,8 @@ class WebSocketConnection(ConnectionBase):
         self._writing = False
         #: Senders waiting for their turn to write, first come first served.
         self._turns: deque[asyncio.Future[None]] = deque()
+        #: Reservations waiting for this connection's waiting bytes to go down.
+        self._room: deque[asyncio.Future[None]] = deque()
         self._shed: str | None = None
         self._closer: asyncio.Task[None] | None = None
 
@@ -172,8 +225,73 @@ class WebSocketConnection(ConnectionBase):
         """Why :meth:`shed` disconnected this connection; ``None`` if it did not."""
         return self._shed
 
+    @property
+    def congested(self) -> bool:
+        """Whether more than this connection's share of the outbound budget waits."""
+        return self.pending_bytes > self._budget.share
+
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.send_path(message)
+
+    def reserve(self, size: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Count ``size`` bytes of a reply about to be built, from now until it is sent.
+
+        ``async with connection.reserve(n):`` waits while this connection has
+        bytes waiting and ``n`` more would take it over its share of the
+        outbound budget, then charges ``n`` to it and to the agent. The charge
+        lasts until the block ends and, if it ends without an exception, until
+        the task that entered it is done: for a handler, once the runtime has
+        handed its reply to the send path, which charges the encoded frame.
+        A handler that builds a large reply (``fs.read``) holds one around
+        the building: a client that does not read its replies then gets one
+        large reply built at a time, not one per request in flight. When
+        nothing of this connection waits, a reservation goes through
+        whatever its size, so a reply larger than the share is still served.
+
+        Raises (on entering):
+            ConnectionLost: The connection is closed, or was shed to keep the
+                agent within its budget (possibly for this charge).
+        """
+        return _Reservation(self, size)
+
+    async def _charge_reserved(self, size: int) -> None:
+        share = self._budget.share
+        while self.pending_bytes and self.pending_bytes + size > share:
+            if self._shed is not None or self.closed:
+                raise self._dropped()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            finally:
+                del waiter  # see _wait_turn: an exception's traceback holds this frame
+        if self._shed is not None or self.closed:
+            raise self._dropped()
+        budget = self._budget
+        self.pending_bytes += size
+        budget.pending += size
+        if budget.pending > budget.limit and self._over_budget is not None:
+            self._over_budget(self)  # sheds the heaviest connection, maybe this one
+            if self.shed_reason is not None:  # a property: mypy narrowed _shed above
+                self._refund(size)
+                raise self._dropped()
+
+    def _hold_until_done(self, task: asyncio.Task[Any], size: int) -> None:
+        task.add_done_callback(lambda _: self._refund(size))
+
+    def _refund(self, size: int) -> None:
+        """Stop charging ``size`` bytes; wake a reservation if there is room now."""
+        self.pending_bytes -= size
+        self._budget.pending -= size  # read again: shed() may have detached it
+        if self._room:
+            self._wake_room()
+
+    def _wake_room(self) -> None:
+        # Wake every waiter: each checks again whether it fits (in order of arrival).
+        room, self._room = self._room, deque()
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def use_buffers(self, source: BufferSource | None) -> None:
         self._buffers = source
@@ -203,7 +321,9 @@ class WebSocketConnection(ConnectionBase):
                 raise
             self._frame_hint = len(buffer)
             frame = buffer
-        size = len(frame)
+        # Charged twice: while websockets writes it, the frame is held here and
+        # the transport keeps a copy of what the socket did not take at once.
+        size = 2 * len(frame)
         budget = self._budget
         self.pending_bytes += size
         budget.pending += size
@@ -227,8 +347,7 @@ class WebSocketConnection(ConnectionBase):
         except ConnectionClosed as exc:
             raise self._lost(exc) from None
         finally:
-            self.pending_bytes -= size
-            self._budget.pending -= size  # read again: shed() may have detached it
+            self._refund(size)
             if buffer is not None:
                 buffers.release(buffer)  # type: ignore[union-attr]
 
@@ -311,7 +430,29 @@ class WebSocketConnection(ConnectionBase):
         for waiter in turns:
             if not waiter.done():
                 waiter.set_exception(self._dropped())
-        self._closer = asyncio.get_running_loop().create_task(self.close(code, reason))
+        self._wake_room()  # they find the connection shed and raise
+        self._closer = asyncio.get_running_loop().create_task(self._close_shed(code, reason))
+
+    async def _close_shed(self, code: int, reason: str) -> None:
+        """Close after :meth:`shed`; cut off a client that stops reading before its close frame.
+
+        What the transport still holds for it (the rest of a large frame) is
+        no longer charged to the budget, so it must not linger for websockets'
+        whole close timeout: a client that reads nothing for
+        :data:`SHED_CLOSE_TIMEOUT` seconds is cut off; one that reads gets to
+        the close frame.
+        """
+        closing = asyncio.ensure_future(self.close(code, reason))
+        transport = self._ws.transport
+        left = transport.get_write_buffer_size()
+        while not closing.done():
+            await asyncio.wait((closing,), timeout=SHED_CLOSE_TIMEOUT)
+            now = transport.get_write_buffer_size()
+            if not closing.done() and now >= left:  # it read nothing meanwhile
+                transport.abort()
+            left = now
+        with contextlib.suppress(Exception):
+            closing.result()
 
     async def wait_shed(self) -> None:
         """If :meth:`shed` closed this connection, wait until its close is done."""
@@ -331,5 +472,6 @@ class WebSocketConnection(ConnectionBase):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._closing = True
+        self._wake_room()  # reservations waiting find it closed and raise
         await self.run_close_callbacks()
         await self._ws.close(code, reason)

@@ -19,6 +19,7 @@ from pluggy import HookImpl
 
 from ._plugins import PluginManager
 from ._protocol import UNKNOWN_TYPE
+from .exceptions import ConnectionLost
 
 __all__ = ["Dispatcher", "HandlerFailed", "Route", "discard", "is_pending"]
 
@@ -202,6 +203,8 @@ class Dispatcher:
     ) -> Any:
         try:
             result = await pending
+        except ConnectionLost:
+            raise  # its connection went away (Connection.reserve): not the handler's failure
         except BaseException as exc:
             raise HandlerFailed(route.plugins[index], exc) from exc
         if result is not None:

@@ -834,7 +834,7 @@ def test_attack_race_link_swapped_in_after_the_check_is_not_followed(
     (workspace / "swapped").symlink_to(outside / "secret.txt")
     monkeypatch.setattr(_workspace, "resolve", lambda root, parts: str(workspace / "swapped"))
     with pytest.raises(localagent.MessageError) as caught:
-        plugin.read_file(_Message("fs.read", {"path": "swapped"}))  # type: ignore[arg-type]
+        plugin.read_file(_Message("fs.read", {"path": "swapped"}), None)  # type: ignore[arg-type]
     assert caught.value.code == "outside_workspace"  # O_NOFOLLOW: ELOOP
 
 
@@ -847,7 +847,7 @@ def test_attack_race_directory_swapped_after_the_check_is_caught_after_open(
     # opened file is outside. The check of /proc/self/fd/N after opening refuses it.
     monkeypatch.setattr(_workspace, "resolve", lambda root, parts: str(outside / "secret.txt"))
     with pytest.raises(localagent.MessageError) as caught:
-        plugin.read_file(_Message("fs.read", {"path": "x"}))  # type: ignore[arg-type]
+        plugin.read_file(_Message("fs.read", {"path": "x"}), None)  # type: ignore[arg-type]
     assert caught.value.code == "outside_workspace"
     monkeypatch.setattr(
         _workspace, "resolve_parent", lambda root, parts: (str(outside), "secret.txt")

@@ -24,7 +24,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from localagent_hookspecs import Agent, Message, MessageError, handles, hookimpl
+from localagent_hookspecs import Agent, Connection, Message, MessageError, handles, hookimpl
 
 from ..exceptions import ConfigError
 from . import _workspace
@@ -42,6 +42,8 @@ __all__ = [
 MIB: Final = 1024 * 1024
 DEFAULT_MAX_READ_BYTES: Final = 4 * MIB
 DEFAULT_MAX_WRITE_BYTES: Final = 4 * MIB
+#: Bytes of a read's reply besides its content (the envelope and the other fields), about.
+_REPLY_OVERHEAD: Final = 256
 #: Reads and writes larger than this (bytes to read; characters of content to
 #: write) run in a worker thread instead of on the event loop.
 THREAD_THRESHOLD: Final = 256 * 1024
@@ -192,6 +194,12 @@ def _json_name(name: str) -> str:
     except UnicodeEncodeError:
         return os.fsencode(name).decode("utf-8", "replace")
     return name
+
+
+def _reply_size(request: _Read, length: int) -> int:
+    """About how many bytes the encoded reply to a read of ``length`` bytes takes."""
+    content = 4 * ((length + 2) // 3) if request.encoding == "base64" else length
+    return content + _REPLY_OVERHEAD
 
 
 def _pread_all(fd: int, want: int, offset: int) -> bytes:
@@ -374,7 +382,9 @@ class Plugin:
 
     @hookimpl(specname="on_message")
     @handles("fs.read")
-    def read_file(self, message: Message) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+    def read_file(
+        self, message: Message, connection: Connection
+    ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
         """``{"path", "encoding"?, "offset"?, "length"?}`` → the content and where it lies."""
         data = arguments(message, "path", "encoding", "offset", "length")
         request = _Read(
@@ -384,19 +394,34 @@ class Plugin:
             length=_count(message, data, "length", None),
         )
         result = self._read(request, inline=True)
-        if result is None:
-            import asyncio  # already loaded in a running agent; kept off the CLI's imports
-
-            return asyncio.to_thread(self._read_in_thread, request)
+        if type(result) is int:
+            return self._read_in_thread(connection, request, _reply_size(request, result))
+        assert type(result) is dict
         return result
 
-    def _read_in_thread(self, request: _Read) -> dict[str, Any]:
-        result = self._read(request, inline=False)
-        assert result is not None
+    async def _read_in_thread(
+        self, connection: Connection, request: _Read, size: int
+    ) -> dict[str, Any]:
+        """Read in a worker thread, holding the reply's size against the outbound budget.
+
+        A client that does not read its replies thus gets one large read at a
+        time, not one per request in flight (``Connection.reserve``).
+        """
+        import asyncio  # already loaded in a running agent; kept off the CLI's imports
+
+        async with connection.reserve(size):
+            work = asyncio.ensure_future(asyncio.to_thread(self._read, request, inline=False))
+            try:
+                result = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The thread reads on regardless: its bytes stay charged until it ends.
+                await asyncio.wait((work,))
+                raise
+        assert type(result) is dict
         return result
 
-    def _read(self, request: _Read, *, inline: bool) -> dict[str, Any] | None:
-        """Read the requested range; ``None`` if ``inline`` and it is worth a thread."""
+    def _read(self, request: _Read, *, inline: bool) -> dict[str, Any] | int:
+        """Read the requested range; if ``inline`` and it is worth a thread, its length."""
         rel = _workspace.display(request.parts)
         fd = self._open(self._resolve(request.parts), rel, _O_READ)
         try:
@@ -413,14 +438,17 @@ class Plugin:
                     details={"size": size, "limit": self.max_read_bytes},
                 )
             if inline and want > THREAD_THRESHOLD:
-                return None
+                return want
             chunk = _pread_all(fd, want, start)
         except OSError as exc:
             raise _os_error(exc, rel) from None
         finally:
             os.close(fd)
+        content: bytes | str
         if request.encoding == "base64":
-            content = base64.b64encode(chunk).decode("ascii")
+            # The codec (msgspec) writes bytes as a base64 string, straight into
+            # the frame: no base64 copy of a large read is ever held here.
+            content = chunk
         else:
             try:
                 content = chunk.decode("utf-8")

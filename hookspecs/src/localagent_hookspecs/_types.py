@@ -8,6 +8,7 @@ alone.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
@@ -92,6 +93,10 @@ class Connection(Protocol):
         state: Per-connection scratch space for plugins. Key it by your
             plugin's name to stay out of other plugins' way.
         closed: Whether the connection has closed.
+        congested: Whether this connection's replies are backing up: more than
+            its share of the agent's outbound budget (``server.max_pending_bytes``)
+            waits to be written. A plugin that holds replies before writing
+            them (batching) stops holding them while it is ``True``.
     """
 
     @property
@@ -112,12 +117,32 @@ class Connection(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def congested(self) -> bool: ...
+
     async def send(self, message: Mapping[str, Any]) -> None:
         """Send one message through the (possibly wrapped) send path.
 
         Raises:
             ConnectionError: If the connection is closed.
         """
+
+    def reserve(self, size: int) -> AbstractAsyncContextManager[None]:
+        """Count ``size`` bytes of a reply against the outbound budget while it is built.
+
+        ``async with connection.reserve(n): ...`` around building a large
+        reply (reading a file, say) makes a client that does not read its
+        replies get one such reply built at a time: entering waits while the
+        connection has bytes waiting and ``n`` more would take it over its
+        share of the budget, and the bytes count against the agent's budget
+        until the block ends. Connections that write no frames of their own
+        let it through at once.
+
+        Raises (on entering):
+            ConnectionError: The connection is closed, or was shed to keep
+                the agent within its budget.
+        """
+        ...
 
     async def send_frame(self, frame: bytes | bytearray | memoryview) -> None:
         """Write one already-encoded JSON text frame, bypassing any wrapper.

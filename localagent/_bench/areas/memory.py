@@ -20,10 +20,11 @@ it ran under it, not how fast the agent is.
 Clients that do not read: a ``localagent serve`` subprocess per repetition,
 with ``server.max_pending_bytes`` set, gets :data:`SILENT_CLIENTS` raw
 connections that each send one batch frame of large ``fs.read`` requests
-(base64) and never read a reply, while a well-behaved client pings it. The
-figure is the growth of the agent's resident memory: its peak (``VmHWM``)
-once every silent connection was closed for the budget, less its ``VmRSS``
-before the attack, both from ``/proc/PID/status``.
+(base64) and never read a reply, while a well-behaved client pings it for
+:data:`SIEGE_SECONDS` (the agent slows them, and closes the heaviest while it is
+over its budget). The figure is the growth of the agent's resident memory: its
+peak (``VmHWM``) at the end, less its ``VmRSS`` before the attack, both from
+``/proc/PID/status``.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ MAX_BYTES_PER_MESSAGE = 1.0
 MAX_GROWTH_MIB = 2.0
 #: Connections that send their requests and read nothing.
 SILENT_CLIENTS = 4
-#: Seconds the agent may take to close them all before the run counts as failed.
-SHED_TIMEOUT = 120.0
+#: How long they besiege the agent (less if it closes them all sooner).
+SIEGE_SECONDS = 5.0
 
 #: The load generator: ``python -c LOAD_GENERATOR URL WARMUP COUNT BATCH``, the
 #: token in ``$LOCALAGENT_TOKEN``. It prints ``warm`` after the warm-up, waits
@@ -344,14 +345,9 @@ async def besiege(ctx: BenchContext, attack: Attack) -> Siege:
             )
             pings = 0
             try:
-                deadline = time.monotonic() + SHED_TIMEOUT
-                while _shed(agent) < SILENT_CLIENTS:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"the agent closed {_shed(agent)} of {SILENT_CLIENTS} silent "
-                            f"clients in {SHED_TIMEOUT:g} s"
-                        )
-                    await client.request("ping", timeout=SHED_TIMEOUT)
+                deadline = time.monotonic() + SIEGE_SECONDS
+                while _shed(agent) < SILENT_CLIENTS and time.monotonic() < deadline:
+                    await client.request("ping", timeout=SIEGE_SECONDS)
                     pings += 1
                     await asyncio.sleep(0.01)  # a ping every 10 ms, not a busy loop
             finally:
@@ -389,8 +385,9 @@ def siege_notes(sieges: list[Siege], attack: Attack) -> list[str]:
         "client pings every 10 ms; growth = peak VmHWM once all are closed, less VmRSS "
         "before the attack",
         f"clients not reading: the agent closed {sum(s.shed for s in sieges)} of "
-        f"{SILENT_CLIENTS * len(sieges)} with 1008 (over its outbound budget); the "
-        f"well-behaved client got {sum(s.pings for s in sieges)} pongs meanwhile",
+        f"{SILENT_CLIENTS * len(sieges)} with 1008 (over its outbound budget) and slowed the "
+        f"others (one large reply built at a time) for {SIEGE_SECONDS:g} s; the well-behaved "
+        f"client got {sum(s.pings for s in sieges)} pongs meanwhile",
     ]
 
 

@@ -121,6 +121,7 @@ class Plugin:
                 max_batch=self.config.max_batch,
                 interval=self.config.interval,
                 max_queue=self.config.max_queue,
+                connection=connection,
             )
             created.append(batcher)
             return batcher.send

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-from localagent_hookspecs import SendFunc
+from localagent_hookspecs import Connection, SendFunc
 
 from ._defaults import DEFAULT_INTERVAL, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_FACTOR
 
@@ -87,6 +87,12 @@ class MessageBatcher:
             lingers).
         max_queue: Most messages waiting before ``send()`` waits for room
             (>= ``max_batch``; default ``20 * max_batch``).
+        connection: The connection whose send path this is: while it is
+            ``congested`` (its client is not reading what was written), a
+            message is not held in the queue but written through ``inner``
+            once what is queued has gone, and ``send()`` waits until it is
+            written, so a client that does not read slows its senders
+            instead of filling the queue. ``None``: never congested.
 
     Attributes:
         enabled: Set to ``False`` to stop batching this connection (what an
@@ -98,6 +104,7 @@ class MessageBatcher:
     """
 
     __slots__ = (
+        "_connection",
         "_done",
         "_error",
         "_flushing",
@@ -121,6 +128,7 @@ class MessageBatcher:
         max_batch: int = DEFAULT_MAX_BATCH,
         interval: float = DEFAULT_INTERVAL,
         max_queue: int | None = None,
+        connection: Connection | None = None,
     ) -> None:
         if max_queue is None:
             max_queue = DEFAULT_QUEUE_FACTOR * max_batch
@@ -131,6 +139,7 @@ class MessageBatcher:
         if max_queue < max_batch:
             raise ValueError("max_queue must be at least max_batch")
         self._inner = inner
+        self._connection = connection
         self.max_batch = max_batch
         self.interval = interval
         self.max_queue = max_queue
@@ -193,6 +202,7 @@ class MessageBatcher:
             or not self.enabled
             or self._waiters
             or len(queue) >= self.max_queue
+            or (self._connection is not None and self._connection.congested)
         ):
             return self._send_slowly(message)
         queue.append(message)
@@ -215,6 +225,18 @@ class MessageBatcher:
         """``send`` when it cannot just queue: an error, batching off, or no room."""
         if self._error is not None:
             raise self._take_error()
+        connection = self._connection
+        if connection is not None and connection.congested and not self._waiters:
+            # Its client is not reading: hold nothing more here. Write this one
+            # after what is queued, and return once it is written.
+            while self._writer is not None:
+                await asyncio.wait((self._writer,))
+            if self._error is not None:
+                raise self._take_error()
+            await self._inner(message)
+            self.frames += 1
+            self.messages += 1
+            return
         if not self.enabled and self._writer is None and not self._queue:
             # Batching is off for this connection and nothing is ahead of this
             # message: write it straight through (errors go to this caller).
