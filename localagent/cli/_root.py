@@ -1,7 +1,12 @@
 """The root ``localagent`` group: its options, and its commands, each imported when used.
 
-A command's module is imported only when that command runs (or ``--help``
-lists it), so ``localagent plugins list`` pays for no other command.
+The built-in commands are named in :data:`BUILTIN_COMMANDS`; installed
+distributions add more through the entry-point group ``localagent.commands``
+(:mod:`._commands`). A command's module is imported only when that command
+runs (or ``--help`` lists it), and the installed distributions are scanned
+only for a name that is not built in, or for ``--help``: ``localagent
+plugins list`` pays for no other command. A built-in name always means the
+built-in command.
 """
 
 from __future__ import annotations
@@ -10,12 +15,15 @@ import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from .. import __version__
 from ..exceptions import LocalAgentError
+
+if TYPE_CHECKING:
+    from ._commands import CommandSource
 
 __all__ = ["BUILTIN_COMMANDS", "main"]
 
@@ -28,6 +36,9 @@ BUILTIN_COMMANDS: dict[str, str] = {
     "token": "localagent.cli._token:token",
     "bench": "localagent.cli._bench:bench",
 }
+
+#: Where the root context's ``meta`` keeps the scan of installed distributions.
+_SCAN = "localagent.commands"
 
 
 @contextmanager
@@ -42,31 +53,46 @@ def _clean_errors() -> Iterator[None]:
 def _import_command(target: str) -> click.Command:
     """The click command at ``module:attribute``."""
     module, _, attribute = target.partition(":")
-    command = getattr(importlib.import_module(module), attribute)
-    assert isinstance(command, click.Command), target
-    return command
+    return cast(click.Command, getattr(importlib.import_module(module), attribute))
+
+
+def _installed_commands(ctx: click.Context) -> dict[str, list[CommandSource]]:
+    """The commands installed distributions add, scanned once per invocation."""
+    meta = ctx.find_root().meta
+    if _SCAN not in meta:
+        from ._commands import find_commands
+
+        meta[_SCAN] = find_commands()
+    found: dict[str, list[CommandSource]] = meta[_SCAN]
+    return found
 
 
 class _Root(click.Group):
     """The root group: commands are imported on first use, errors shown as one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(BUILTIN_COMMANDS)
+        return sorted({*BUILTIN_COMMANDS, *_installed_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = BUILTIN_COMMANDS.get(cmd_name)
-        return None if target is None else _import_command(target)
+        if target is not None:
+            return _import_command(target)
+        sources = _installed_commands(ctx).get(cmd_name)
+        if sources is None:
+            return None
+        from ._commands import load_command
+
+        return load_command(cmd_name, sources)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0]
+        command = self.get_command(ctx, name)
+        if command is not None:
+            return name, command, args[1:]
         # click suggests close names from self.commands, which stays empty here.
-        if (
-            not ctx.resilient_parsing
-            and not name.startswith("-")
-            and self.get_command(ctx, name) is None
-        ):
+        if not ctx.resilient_parsing and not name.startswith("-"):
             import difflib
 
             close = difflib.get_close_matches(name, self.list_commands(ctx))
