@@ -185,7 +185,7 @@ def test_cli_md_usage_and_options_read_as_help_does(name: str, command: click.Co
 
 
 def test_cli_md_lists_the_bench_areas_in_the_order_they_run() -> None:
-    from localagent._bench.areas import AREAS
+    from localagent_bench.areas import AREAS
 
     areas = [name for name, _module in AREAS]
     section = _sections(_read("cli.md"))["localagent bench"]
@@ -196,7 +196,7 @@ def test_cli_md_lists_the_bench_areas_in_the_order_they_run() -> None:
 
 
 def test_performance_md_counts_and_orders_the_bench_areas() -> None:
-    from localagent._bench.areas import AREAS
+    from localagent_bench.areas import AREAS
 
     areas = [name for name, _module in AREAS]
     numbers = "zero one two three four five six seven eight nine ten eleven twelve thirteen "

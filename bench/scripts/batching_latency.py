@@ -20,8 +20,8 @@ ratios against ``adaptive``.
 
 Usage::
 
-    .venv/bin/python benchmarks/batching_latency.py
-    .venv/bin/python benchmarks/batching_latency.py --rounds 7 --pings 2000 --json latency.json
+    .venv/bin/python bench/scripts/batching_latency.py
+    .venv/bin/python bench/scripts/batching_latency.py --rounds 7 --pings 2000 --json latency.json
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ agent's ``max_connections`` (256 by default) is raised to the largest N.
 
 Usage::
 
-    .venv/bin/python benchmarks/load.py                      # 250 .. 2000 connections
-    .venv/bin/python benchmarks/load.py --connections 1000 --requests 50 --repeat 3
-    .venv/bin/python benchmarks/load.py --json load.json
+    .venv/bin/python bench/scripts/load.py                      # 250 .. 2000 connections
+    .venv/bin/python bench/scripts/load.py --connections 1000 --requests 50 --repeat 3
+    .venv/bin/python bench/scripts/load.py --json load.json
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ growth under 5 MB; fds and tasks back to the warm-up figures.
 
 Usage::
 
-    .venv/bin/python benchmarks/soak.py                       # 1,000,000 messages
-    .venv/bin/python benchmarks/soak.py --total 200000 --json soak.json
+    .venv/bin/python bench/scripts/soak.py                       # 1,000,000 messages
+    .venv/bin/python bench/scripts/soak.py --total 200000 --json soak.json
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from importlib.resources import files
 from importlib.util import find_spec
 from pathlib import Path
@@ -22,11 +24,11 @@ import attrs
 import jsonschema
 import pytest
 from click.testing import CliRunner
+from localagent_bench._context import BenchContext
+from localagent_bench._model import grade
+from localagent_bench._render import number
+from localagent_bench.areas import AREAS
 
-from localagent._bench._context import BenchContext
-from localagent._bench._model import grade
-from localagent._bench._render import number
-from localagent._bench.areas import AREAS
 from localagent.cli import main
 from localagent.testing import free_port
 
@@ -79,7 +81,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchRun]:
 @pytest.fixture(scope="session")
 def schema() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(
-        files("localagent._bench").joinpath("schema.json").read_text(encoding="utf-8")
+        files("localagent_bench").joinpath("schema.json").read_text(encoding="utf-8")
     )
     return loaded
 
@@ -257,3 +259,21 @@ def test_numbers_are_shown_with_three_significant_digits_or_separators(
     value: float, text: str
 ) -> None:
     assert number(value) == text
+
+
+def test_the_command_comes_from_this_distribution_and_the_readmes_install_has_it() -> None:
+    (entry_point,) = entry_points(group="localagent.commands", name="bench")
+    assert entry_point.value == "localagent_bench._cli:bench"
+    assert entry_point.dist is not None and entry_point.dist.name == "localagent-bench"
+    lock = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text(encoding="utf-8")
+    assert "-e ./bench" in lock.splitlines()  # the README's first command installs it
+
+
+def test_the_core_package_holds_no_benchmark_harness() -> None:
+    import localagent
+
+    core = Path(localagent.__file__).resolve().parent
+    assert not (core / "_bench").exists()
+    harness = re.compile(r"^\s*(?:from|import) +(?:localagent_bench|rich)\b", re.MULTILINE)
+    for source in core.rglob("*.py"):
+        assert harness.search(source.read_text(encoding="utf-8")) is None, source

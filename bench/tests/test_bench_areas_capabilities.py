@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from localagent._bench import AreaResult
-from localagent._bench._context import BenchContext
-from localagent._bench.areas import load_areas
+from localagent_bench import AreaResult
+from localagent_bench._context import BenchContext
+from localagent_bench.areas import load_areas
 
 
 def context(

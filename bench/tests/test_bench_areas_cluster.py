@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import redis
-
-from localagent._bench._context import BenchContext
-from localagent._bench.areas import load_areas
+from localagent_bench._context import BenchContext
+from localagent_bench.areas import load_areas
 
 
 async def test_the_cluster_area_measures_routed_and_stream_figures(

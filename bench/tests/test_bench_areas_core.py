@@ -13,12 +13,11 @@ import tracemalloc
 from pathlib import Path
 
 import orjson
+from localagent_bench import AreaResult, Comparison
+from localagent_bench._context import BenchContext
+from localagent_bench.areas import load_areas
+from localagent_bench.bare_echo import running_bare_echo
 from websockets.asyncio.client import connect
-
-from localagent._bench import AreaResult, Comparison
-from localagent._bench._context import BenchContext
-from localagent._bench.areas import load_areas
-from localagent._bench.bare_echo import running_bare_echo
 
 HAS_PROC = os.path.exists("/proc/self/status")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from localagent._bench._model import AreaResult, Comparison, Figure
-from localagent._bench._runner import _enables_only, _on_vs_off
+from localagent_bench._model import AreaResult, Comparison, Figure
+from localagent_bench._runner import _enables_only, _on_vs_off
 
 
 def _result(variant: str, rate: float) -> AreaResult:

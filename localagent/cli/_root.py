@@ -34,7 +34,6 @@ BUILTIN_COMMANDS: dict[str, str] = {
     "plugins": "localagent.cli._plugins:plugins",
     "cluster": "localagent.cli._cluster:cluster",
     "token": "localagent.cli._token:token",
-    "bench": "localagent.cli._bench:bench",
 }
 
 #: Where the root context's ``meta`` keeps the scan of installed distributions.

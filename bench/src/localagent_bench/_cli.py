@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from .._bench import BenchReport
+    from ._model import BenchReport
 
 __all__ = ["bench"]
 
@@ -19,7 +19,7 @@ class _BenchCommand(click.Command):
     """``bench``, whose help lists the areas (imported only when the help is shown)."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from .._bench.areas import AREAS
+        from .areas import AREAS
 
         with formatter.section("Areas, in the order they run"):
             formatter.write_text(", ".join(name for name, _module in AREAS))
@@ -76,7 +76,7 @@ def bench(
     Exit status: 0 (also with skipped areas), 1 if an area failed, 2 for a
     usage error.
     """
-    from .._bench.areas import load_areas
+    from .areas import load_areas
 
     try:
         load_areas(list(area))
@@ -86,8 +86,8 @@ def bench(
         raise click.UsageError("--json - and --markdown both write to stdout; choose one")
     if json_file not in (None, "-"):
         _check_writable(json_file)
-    from .._loop import loop_factory
-    from ..exceptions import ConfigError
+    from localagent._loop import loop_factory
+    from localagent.exceptions import ConfigError
 
     try:
         loop_factory(loop)
@@ -115,7 +115,7 @@ def _run_bench(
     areas: Sequence[str], quick: bool, repetitions: int | None, redis: str | None, loop: str
 ) -> BenchReport:
     """Run the areas, with a live status on stderr when both outputs are terminals."""
-    from .._bench import run_bench
+    from ._runner import run_bench
 
     def run(progress: Callable[[str], None]) -> BenchReport:
         return run_bench(
@@ -145,7 +145,7 @@ def _run_bench(
 
 def _print_bench(report: BenchReport, json_file: str | None, markdown: bool) -> None:
     """The table or the Markdown on stdout, and the JSON where ``--json`` says."""
-    from .._bench._render import print_table, render_json, render_markdown
+    from ._render import print_table, render_json, render_markdown
 
     if markdown:
         click.echo(render_markdown(report), nl=False)

@@ -13,9 +13,8 @@ from typing import Any
 
 import attrs
 
-from .._config import load_settings
-from .._server import Server
-from ..testing import AgentProcess, running_agent
+from localagent import Server, load_settings
+from localagent.testing import AgentProcess, running_agent
 
 __all__ = ["BenchContext", "Call", "in_flight", "percentile", "plugin_option_values"]
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import attrs
 
-from .. import __version__
-from .._plugins import _import, discover
+from localagent import __version__
+from localagent._plugins import _import, discover
+
 from ._context import BenchContext
 from ._model import AreaResult, BenchReport, Comparison
 from .areas import load_areas
@@ -101,7 +102,8 @@ def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str | None] = {"localagent": __version__}
-    for name in ("localagent-hookspecs", "websockets", "pluggy", "msgspec", "redis", "click"):
+    names = ("localagent-bench", "localagent-hookspecs", "websockets", "pluggy", "msgspec", "redis")
+    for name in (*names, "click"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -111,7 +113,9 @@ def _versions() -> dict[str, str | None]:
 
 def _pyc_present() -> dict[str, Any]:
     """Whether the localagent package had current ``.pyc`` files when the run started."""
-    package = Path(__file__).resolve().parent.parent
+    import localagent
+
+    package = Path(localagent.__file__).resolve().parent
     sources = list(package.rglob("*.py"))
     compiled = 0
     for source in sources:
@@ -147,7 +151,7 @@ def environment(quick: bool, repetitions: int, loop: str = "auto") -> dict[str, 
 
 def _loop_in_use(loop: str) -> str:
     """The loop agent subprocesses run on for the ``--loop`` choice."""
-    from .._loop import loop_factory
+    from localagent._loop import loop_factory
 
     return "asyncio" if loop_factory(loop) is None else "uvloop"
 
@@ -156,7 +160,7 @@ async def _redis(
     redis_url: str | None, workdir: Path, stack: list[Callable[[], None]]
 ) -> tuple[str | None, str | None]:
     """A Redis for the ``redis`` area: the given URL, or a private redis-server, or why not."""
-    from ..testing import RedisServer
+    from localagent.testing import RedisServer
 
     if redis_url is not None:
         try:

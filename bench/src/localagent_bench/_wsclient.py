@@ -9,8 +9,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from .. import _codec
-from .._protocol import unbatch
+from localagent import _codec
+from localagent._protocol import unbatch
 
 __all__ = ["pipelined", "replies"]
 

@@ -10,7 +10,7 @@ is off and the other websockets settings (``max_size``, keepalive pings) are
 left at the defaults, which match the agent's. There is no token, Origin or
 Host check: that is part of what the agent adds.
 
-Run it as ``python -m localagent._bench.bare_echo [PORT]``: it binds 127.0.0.1
+Run it as ``python -m localagent_bench.bare_echo [PORT]``: it binds 127.0.0.1
 (port 0, the default, picks a free one), prints the bound port on stdout and
 serves until SIGTERM or SIGINT. :func:`running_bare_echo` does that from a
 benchmark and stops it afterwards.
@@ -31,14 +31,14 @@ import attrs
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .. import _codec
-from .._loop import run
-from ..testing import stop_process
+from localagent import _codec
+from localagent._loop import run
+from localagent.testing import stop_process
 
 __all__ = ["BareEcho", "bare_echo_cmd", "main", "running_bare_echo"]
 
 _PONG = {"pong": True}
-MODULE = "localagent._bench.bare_echo"
+MODULE = "localagent_bench.bare_echo"
 
 
 def _answer(message: Any) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """The areas of ``localagent bench``, in the order of the performance guide.
 
 Each area is a module with an ``AREA`` value; :data:`AREAS` lists them. An
-area's ``run`` gets a :class:`~localagent._bench._context.BenchContext` and
-returns one :class:`~localagent._bench._model.AreaResult`.
+area's ``run`` gets a :class:`~localagent_bench._context.BenchContext` and
+returns one :class:`~localagent_bench._model.AreaResult`.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ import time
 
 import attrs
 
-from ..._client import Client
-from ..._server import Server
+from localagent import Client, Server
+
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area

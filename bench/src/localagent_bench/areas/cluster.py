@@ -31,12 +31,11 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ... import _codec
-from ..._client import Client
-from ..._cluster._entries import Reply, Request
-from ..._cluster._signing import Signer, create_secret_file, read_secret_file
-from ..._protocol import Message
-from ..._server import Server
+from localagent import Client, Server, _codec
+from localagent._cluster._entries import Reply, Request
+from localagent._cluster._signing import Signer, create_secret_file, read_secret_file
+from localagent._protocol import Message
+
 from .._context import BenchContext, in_flight, percentile
 from .._model import AreaResult, Comparison, Figure
 from . import Area
@@ -44,7 +43,7 @@ from . import Area
 if TYPE_CHECKING:
     import redis.asyncio
 
-    from ..._cluster._node import ClusterNode
+    from localagent._cluster._node import ClusterNode
 
 __all__ = ["AREA"]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 import tomllib
 
-from ..._config import load_settings
+from localagent import load_settings
+
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area

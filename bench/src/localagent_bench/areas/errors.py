@@ -32,8 +32,9 @@ from typing import Any
 import attrs
 from websockets.asyncio.client import ClientConnection, connect
 
-from ... import _codec
-from ...testing import AgentProcess
+from localagent import _codec
+from localagent.testing import AgentProcess
+
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu

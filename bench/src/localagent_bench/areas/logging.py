@@ -18,8 +18,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..._security import TokenFile, redacting_logger
-from ...cli import LOG_FORMAT
+from localagent._security import TokenFile, redacting_logger
+from localagent.cli import LOG_FORMAT
+
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area

@@ -40,10 +40,9 @@ from pathlib import Path
 
 import attrs
 
-from ... import _codec
-from ..._client import Client
-from ..._server import Server
-from ...testing import AgentProcess
+from localagent import Client, Server, _codec
+from localagent.testing import AgentProcess
+
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from .._probes import rss_bytes

@@ -32,7 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..._plugins import discover
+from localagent._plugins import discover
+
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area

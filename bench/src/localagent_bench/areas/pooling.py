@@ -23,9 +23,9 @@ import statistics
 import time
 from typing import Any
 
-from ... import _codec
-from ..._client import Client
-from ..._stores import KEY_PREFIX
+from localagent import Client, _codec
+from localagent._stores import KEY_PREFIX
+
 from .._context import BenchContext, in_flight, plugin_option_values
 from .._model import AreaResult, Comparison, Figure
 from . import Area

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ... import _codec
-from ..._client import Client
-from ..._stores import KEY_PREFIX
+from localagent import Client, _codec
+from localagent._stores import KEY_PREFIX
+
 from .._context import BenchContext, Call, in_flight
 from .._model import AreaResult, Comparison, Figure
 from . import Area

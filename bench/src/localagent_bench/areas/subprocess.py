@@ -20,7 +20,8 @@ import shutil
 
 import attrs
 
-from ..._client import Client
+from localagent import Client
+
 from .._context import BenchContext, Call, in_flight
 from .._model import AreaResult, Comparison, Figure
 from . import Area

@@ -1,7 +1,7 @@
 """Area ``websocket``: the agent's WebSocket endpoint vs a bare ``websockets`` server.
 
 The agent is a ``localagent serve`` subprocess (built-in plugins, plus the
-variant's ``-p`` options); the baseline is :mod:`localagent._bench.bare_echo`, a
+variant's ``-p`` options); the baseline is :mod:`localagent_bench.bare_echo`, a
 ``websockets`` server subprocess with the same codec (msgspec), the same reply
 shape and compression off, which does nothing else (no token check, no
 validation, no dispatch). Both are driven by the same raw websockets client code
@@ -32,7 +32,8 @@ from typing import Any
 import attrs
 from websockets.asyncio.client import ClientConnection, connect
 
-from ... import _codec
+from localagent import _codec
+
 from .._context import BenchContext, percentile
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu
