@@ -85,9 +85,13 @@ def test_hooks_md_has_one_heading_per_hook_with_its_exact_signature() -> None:
 def _command_tree(
     command: click.Command, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command under ``command``, as ``--help`` finds them (the root loads on use)."""
     yield path, command
     if isinstance(command, click.Group):
-        for name, subcommand in sorted(command.commands.items()):
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            subcommand = command.get_command(context, name)
+            assert subcommand is not None, f"{' '.join(path)} lists {name} but cannot load it"
             yield from _command_tree(subcommand, (*path, name))
 
 
@@ -148,7 +152,9 @@ def _help_context(path: tuple[str, ...]) -> click.Context:
     for name in path:
         command = context.command
         assert isinstance(command, click.Group)
-        context = command.commands[name].make_context(name, [], context, resilient_parsing=True)
+        subcommand = command.get_command(context, name)
+        assert subcommand is not None
+        context = subcommand.make_context(name, [], context, resilient_parsing=True)
     return context
 
 
@@ -179,18 +185,18 @@ def test_cli_md_usage_and_options_read_as_help_does(name: str, command: click.Co
 
 
 def test_cli_md_lists_the_bench_areas_in_the_order_they_run() -> None:
-    from localagent._bench.areas import AREAS
+    from localagent_bench.areas import AREAS
 
     areas = [name for name, _module in AREAS]
     section = _sections(_read("cli.md"))["localagent bench"]
     listed = section[: section.index("in that order")]
     assert [word for word in re.findall(r"`(\w+)`", listed) if word in areas] == areas
-    help_text = main.commands["bench"].get_help(_help_context(("bench",)))
+    help_text = _help_context(("bench",)).command.get_help(_help_context(("bench",)))
     assert ", ".join(areas) in " ".join(help_text.split())
 
 
 def test_performance_md_counts_and_orders_the_bench_areas() -> None:
-    from localagent._bench.areas import AREAS
+    from localagent_bench.areas import AREAS
 
     areas = [name for name, _module in AREAS]
     numbers = "zero one two three four five six seven eight nine ten eleven twelve thirteen "

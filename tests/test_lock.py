@@ -64,9 +64,13 @@ def _check_locked(requirement: Requirement, locked: dict[str, Requirement], wher
 
 
 def test_every_distribution_is_found() -> None:
-    assert {"localagent", "localagent-hookspecs", "localagent-template", "localagent-hello"} <= set(
-        LOCAL
-    )
+    assert {
+        "localagent",
+        "localagent-hookspecs",
+        "localagent-bench",
+        "localagent-template",
+        "localagent-hello",
+    } <= set(LOCAL)
 
 
 @pytest.mark.parametrize("folder", DISTRIBUTIONS, ids=IDS)

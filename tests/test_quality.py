@@ -31,8 +31,11 @@ def test_ruff_format() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_strict_on_core_and_hookspecs() -> None:
+def test_mypy_strict_on_core_hookspecs_and_bench() -> None:
     result = subprocess.run(
-        [_tool("mypy"), "localagent", "hookspecs/src"], cwd=ROOT, capture_output=True, text=True
+        [_tool("mypy"), "localagent", "hookspecs/src", "bench/src"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

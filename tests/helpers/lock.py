@@ -32,6 +32,7 @@ BUILD_LOCK = ROOT / "requirements-build.txt"
 DISTRIBUTIONS = (
     ROOT,
     ROOT / "hookspecs",
+    ROOT / "bench",
     *sorted(path.parent for path in (ROOT / "plugins").glob("*/pyproject.toml")),
     *sorted(path.parent for path in (ROOT / "examples").glob("*/pyproject.toml")),
 )

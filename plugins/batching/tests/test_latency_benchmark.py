@@ -1,4 +1,4 @@
-"""benchmarks/batching_latency.py runs its three real agents and reports every figure.
+"""bench/scripts/batching_latency.py runs its three real agents and reports every figure.
 
 No speed is asserted, only what the fixed-interval batcher must do by
 construction: a lone ping's reply waits for its timer.
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "batching_latency.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "scripts" / "batching_latency.py"
 
 
 def test_the_latency_benchmark_reports_the_three_agents(tmp_path: Path) -> None:

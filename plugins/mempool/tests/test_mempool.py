@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from localagent_batching import Plugin as Batching
+from localagent_bench._context import BenchContext
+from localagent_bench.areas import load_areas
 from localagent_hookspecs import handles, hookimpl
 from localagent_mempool import BufferPool, MempoolConfig, Plugin, parse_config
 from websockets.asyncio.client import ClientConnection, connect
 
 import localagent
-from localagent._bench._context import BenchContext
-from localagent._bench.areas import load_areas
 from localagent.codec import encode_into
 
 # -- BufferPool ----------------------------------------------------------------

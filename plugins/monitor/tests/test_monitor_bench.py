@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from localagent_bench._model import AreaResult, Comparison, Figure
+from localagent_bench._runner import _on_vs_off, plugin_variants
 from localagent_monitor import Plugin
-
-from localagent._bench._model import AreaResult, Comparison, Figure
-from localagent._bench._runner import _on_vs_off, plugin_variants
 
 
 def test_the_bench_runs_three_variants_in_the_declared_areas() -> None:

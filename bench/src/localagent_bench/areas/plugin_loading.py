@@ -1,0 +1,270 @@
+"""Area ``plugins``: startup of ``plugins list`` and ``send``, and each plugin's load times.
+
+Wall time of ``python -m localagent plugins list`` (a subprocess with a fresh
+config directory, every installed plugin enabled but those the variant turns
+off with ``-p no:NAME``) beside ``python -c pass``, ``python -c "import
+click, pluggy"`` and ``python -m pytest --version``, each run cold and warm:
+
+- cold: ``PYTHONPYCACHEPREFIX`` is a new, empty directory for every run and
+  nothing is written to it, so every module that is not frozen into the
+  interpreter, the standard library's included, is compiled from source; the
+  plugin cache (``LOCALAGENT_CACHE_DIR``) is a new, empty directory too;
+- warm: ``PYTHONPYCACHEPREFIX`` and ``LOCALAGENT_CACHE_DIR`` are directories
+  that earlier, unmeasured runs of the same command filled, so every module
+  has its ``.pyc`` and the plugin manifest (when the cache plugin is
+  installed and on) is current.
+
+Every command runs in a directory of its own that nothing writes to: with
+``python -m``, the working directory is on ``sys.path``, and the plugin
+cache rightly treats a change there as a possible new plugin.
+
+Then ``python -m localagent send ping`` to a running agent beside ``python -c
+pass``, both warm. Then each plugin's import and ``on_load`` time, as the startup banner of
+real agents started through :meth:`BenchContext.agent` prints them.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from localagent._plugins import discover
+
+from .._context import BenchContext
+from .._model import AreaResult, Comparison, Figure
+from . import Area
+
+__all__ = ["AREA", "COMMANDS", "banner_times"]
+
+#: (label, python arguments) of the commands timed; the last one is the agent's.
+COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("python -c pass", ("-c", "pass")),
+    ("python -c 'import click, pluggy'", ("-c", "import click, pluggy")),
+    ("pytest --version", ("-m", "pytest", "--version")),
+    ("localagent plugins list", ("-m", "localagent", "plugins", "list")),
+)
+
+_BANNER = re.compile(r"^\s*plugins: (.*)$", re.MULTILINE)
+_ENTRY = re.compile(r"([\w.-]+)(?: \(([^)]*)\))?(?:, |$)")
+_TIME = re.compile(r"(import|load) ([\d.]+) ms")
+
+
+def banner_times(output: str) -> dict[str, dict[str, float]]:
+    """``{plugin: {"import": ms, "load": ms}}`` from an agent's startup banner."""
+    match = _BANNER.search(output)
+    if match is None:
+        return {}
+    times: dict[str, dict[str, float]] = {}
+    for name, details in _ENTRY.findall(match.group(1).strip()):
+        times[name] = {kind: float(ms) for kind, ms in _TIME.findall(details)}
+    return times
+
+
+def _env(
+    ctx: BenchContext,
+    config_dir: Path,
+    prefix: Path,
+    cache: Path,
+    *,
+    write: bool,
+    without: str | None = None,
+) -> dict[str, str]:
+    """The environment of one timed command: its own config dir, bytecode and plugin cache.
+
+    ``without`` names a plugin to turn off for this command only.
+    """
+    env = ctx.env()
+    env["LOCALAGENT_CONFIG_DIR"] = str(config_dir)
+    env["LOCALAGENT_CACHE_DIR"] = str(cache)
+    env["PYTHONPYCACHEPREFIX"] = str(prefix)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not write:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    enabled = [name for name in _enabled(ctx.plugin_options) if name != without]
+    env["LOCALAGENT_LOAD_PLUGINS"] = ",".join(enabled)
+    return env
+
+
+def _enabled(plugin_options: tuple[str, ...]) -> list[str]:
+    """Every installed plugin, but those a variant's ``-p no:NAME`` options turn off."""
+    pairs = list(zip(plugin_options[::2], plugin_options[1::2], strict=False))
+    off = {name[3:] for flag, name in pairs if flag == "-p" and name.startswith("no:")}
+    on = {name for flag, name in pairs if flag == "-p" and not name.startswith("no:")}
+    installed = {spec.name for spec in discover()}
+    return sorted((installed | on) - off)
+
+
+def _agent_env(ctx: BenchContext) -> dict[str, str]:
+    """:meth:`BenchContext.env` with the plugin cache in the scratch directory, not the user's."""
+    env = ctx.env()
+    env["LOCALAGENT_CACHE_DIR"] = str(ctx.workdir / "cache-agents")
+    return env
+
+
+def _wall_ms(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> float:
+    """Milliseconds ``python ARGS`` took from start to exit."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"python {' '.join(args)} exited with {done.returncode}: {done.stderr}")
+    return elapsed
+
+
+#: The extra baseline when the cache plugin is on: the same command with it off,
+#: interleaved with the others (a same-run ratio that does not depend on the load
+#: staying the same between the "cache off" and "cache on" variants).
+CACHE_OFF = ("localagent plugins list, cache off", COMMANDS[-1][1], "cache")
+
+
+def _commands(ctx: BenchContext) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """(label, python arguments, plugin turned off) of the timed commands; the agent's last."""
+    commands: list[tuple[str, tuple[str, ...], str | None]] = [
+        (label, args, None) for label, args in COMMANDS
+    ]
+    if "cache" in _enabled(ctx.plugin_options):
+        commands.insert(-1, CACHE_OFF)
+    return commands
+
+
+def _startup(ctx: BenchContext) -> dict[tuple[str, str], list[float]]:
+    """(label, "cold"/"warm") -> milliseconds per repetition, commands interleaved."""
+    cwd = ctx.workdir / "cwd"
+    cwd.mkdir()
+    commands = _commands(ctx)
+    samples: dict[tuple[str, str], list[float]] = {}
+    warm: dict[str, dict[str, str]] = {}
+    for index, (label, args, without) in enumerate(commands):
+        prefix = ctx.workdir / "pycache-warm" / str(index)
+        cache = ctx.workdir / "cache-warm" / str(index)
+        config = ctx.workdir / f"config-fill{index}"
+        for _fill in range(2):  # the first run writes the .pyc files, the second the manifest
+            _wall_ms(args, _env(ctx, config, prefix, cache, write=True, without=without), cwd)
+        warm[label] = _env(ctx, config, prefix, cache, write=False, without=without)
+    for repetition in range(ctx.repetitions):
+        ctx.progress(f"plugins: startup, repetition {repetition + 1}/{ctx.repetitions}")
+        for index, (label, args, without) in enumerate(commands):
+            run_dir = ctx.workdir / f"run{repetition}-{index}"
+            cold_prefix = run_dir / "pycache-cold"
+            cold_prefix.mkdir(parents=True)
+            cold = _env(
+                ctx,
+                run_dir / "config",
+                cold_prefix,
+                run_dir / "cache",
+                write=False,
+                without=without,
+            )
+            samples.setdefault((label, "cold"), []).append(_wall_ms(args, cold, cwd))
+            samples.setdefault((label, "warm"), []).append(_wall_ms(args, warm[label], cwd))
+    return samples
+
+
+def _startup_comparisons(samples: dict[tuple[str, str], list[float]]) -> list[Comparison]:
+    agent_label = COMMANDS[-1][0]
+    baselines = [label for label, _cache in samples if label != agent_label]
+    comparisons = []
+    for cache in ("cold", "warm"):
+        figure = Figure(f"{agent_label}, {cache}", "ms", samples[agent_label, cache], False)
+        for label in dict.fromkeys(baselines):
+            comparisons.append(
+                Comparison(
+                    figure=figure,
+                    baseline=Figure(f"{label}, {cache}", "ms", samples[label, cache], False),
+                    baseline_name=f"{label} ({cache})",
+                )
+            )
+    return comparisons
+
+
+def _send_ping(ctx: BenchContext) -> list[Comparison]:
+    """Wall time of ``localagent send ping`` to a running agent, beside ``python -c pass``.
+
+    Both run warm (an unmeasured run filled their ``.pyc`` first), interleaved.
+    """
+    cwd = ctx.workdir / "cwd"
+    send = ("-m", "localagent", "send", "ping")
+    samples: dict[str, list[float]] = {"send": [], "pass": []}
+    with ctx.agent(env=_agent_env(ctx)) as agent:
+        prefix = ctx.workdir / "pycache-send"
+        env = _env(ctx, ctx.workdir / "config-send", prefix, ctx.workdir / "cache-send", write=True)
+        env["LOCALAGENT_URL"] = agent.url
+        env["LOCALAGENT_TOKEN"] = agent.token
+        _wall_ms(send, env, cwd)
+        _wall_ms(("-c", "pass"), env, cwd)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        for repetition in range(ctx.repetitions):
+            ctx.progress(f"plugins: send ping, repetition {repetition + 1}/{ctx.repetitions}")
+            samples["send"].append(_wall_ms(send, env, cwd))
+            samples["pass"].append(_wall_ms(("-c", "pass"), env, cwd))
+    return [
+        Comparison(
+            figure=Figure("localagent send ping, warm", "ms", samples["send"], False),
+            baseline=Figure("python -c pass, warm", "ms", samples["pass"], False),
+            baseline_name="python -c pass (warm)",
+        )
+    ]
+
+
+def _plugin_times(ctx: BenchContext) -> tuple[list[Comparison], int]:
+    """A figure per plugin and time kind from the banners of fresh agents."""
+    per_plugin: dict[tuple[str, str], list[float]] = {}
+    for repetition in range(ctx.repetitions):
+        ctx.progress(f"plugins: agent start {repetition + 1}/{ctx.repetitions}")
+        with ctx.agent(env=_agent_env(ctx)) as agent:
+            output = agent.output
+        for name, times in banner_times(output).items():
+            for kind, ms in times.items():
+                per_plugin.setdefault((name, kind), []).append(ms)
+    comparisons = [
+        Comparison(
+            figure=Figure(f"{name}: {'on_load' if kind == 'load' else 'import'}", "ms", ms, False)
+        )
+        for (name, kind), ms in per_plugin.items()
+        if statistics.median(ms) > 0  # under the banner's 0.1 ms resolution: nothing to show
+    ]
+    return comparisons, len({name for name, _kind in per_plugin})
+
+
+async def run(ctx: BenchContext) -> AreaResult:
+    """Time the commands cold and warm, then read the plugin times of fresh agents."""
+    samples = _startup(ctx)
+    send = _send_ping(ctx)
+    plugin_figures, plugins = _plugin_times(ctx)
+    return AreaResult(
+        area="plugins",
+        title="Plugin loading",
+        comparisons=[*_startup_comparisons(samples), *send, *plugin_figures],
+        notes=[
+            "wall time of each command as a subprocess with a fresh config dir (lower is better)",
+            "localagent plugins list runs with every installed plugin enabled but those the "
+            "variant turns off; with the cache plugin on, 'localagent plugins list, cache off' "
+            "is the same command with only the cache turned off, interleaved with the others",
+            "cold: PYTHONPYCACHEPREFIX and the plugin cache are new empty directories for every "
+            "run and no .pyc is written, so every module not frozen into the interpreter (the "
+            "standard library's included) compiles from source",
+            "warm: PYTHONPYCACHEPREFIX and the plugin cache are directories that earlier, "
+            "unmeasured runs of the same command filled: every module has its .pyc, and the "
+            "plugin manifest is current when the cache plugin is on",
+            "localagent send ping: one request to a running agent (built-in plugins), from "
+            "start to exit, warm, interleaved with python -c pass",
+            f"per-plugin import and on_load times of {plugins} plugin(s) come from the startup "
+            f"banner of {ctx.repetitions} fresh agents (0.1 ms resolution, no baseline; "
+            "a median of 0 is left out)",
+        ],
+    )
+
+
+AREA = Area("plugins", "Plugin loading", run)

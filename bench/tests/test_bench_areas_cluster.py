@@ -1,0 +1,42 @@
+"""The bench area ``cluster``, run for real in quick mode (no timing is asserted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+from localagent_bench._context import BenchContext
+from localagent_bench.areas import load_areas
+
+
+async def test_the_cluster_area_measures_routed_and_stream_figures(
+    tmp_path: Path, redis_url: str
+) -> None:
+    (area,) = load_areas(["cluster"])
+    ctx = BenchContext(quick=True, repetitions=1, workdir=tmp_path, redis_url=redis_url)
+    result = await area.run(ctx)
+    assert result.error is None and result.skipped is None
+    assert [comparison.figure.name for comparison in result.comparisons] == [
+        "routed echo, 64 in flight",
+        "routed round trip p50",
+        "routed round trip p99",
+        "MACs of a routed message",
+        "stream path, batches of 100",
+    ]
+    for comparison in result.comparisons:
+        assert comparison.baseline is not None
+        assert len(comparison.figure.samples) == 1
+        assert comparison.figure.median > 0 and comparison.baseline.median > 0
+    assert result.comparisons[-1].target == ">= 0.5x"
+    macs = result.comparisons[3]
+    assert macs.target == "<= 0.05x" and macs.ratio is not None and macs.ratio < 1
+    client = redis.Redis.from_url(redis_url)
+    assert client.keys("*bench-*") == []  # the run cleaned up after itself
+    client.close()
+
+
+async def test_without_redis_the_area_says_why(tmp_path: Path) -> None:
+    (area,) = load_areas(["cluster"])
+    ctx = BenchContext(quick=True, repetitions=1, workdir=tmp_path, redis_missing="no Redis here")
+    result = await area.run(ctx)
+    assert result.skipped == "no Redis here"

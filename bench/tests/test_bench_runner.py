@@ -1,0 +1,67 @@
+"""The bench runner's plugin variants: the 'on vs off' rows built from two real runs."""
+
+from __future__ import annotations
+
+from localagent_bench._model import AreaResult, Comparison, Figure
+from localagent_bench._runner import _enables_only, _on_vs_off
+
+
+def _result(variant: str, rate: float) -> AreaResult:
+    figure = Figure("echo throughput", "msg/s", [rate, rate + 10])
+    baseline = Figure("echo throughput", "msg/s", [100.0])
+    return AreaResult(
+        area="websocket",
+        title="WebSocket",
+        variant=variant,
+        comparisons=[Comparison(figure=figure, baseline=baseline, baseline_name="bare")],
+    )
+
+
+def test_on_vs_off_compares_the_same_figures_of_the_two_runs() -> None:
+    results = [_result("batching off", 100.0), _result("batching on", 800.0)]
+    (compared,) = _on_vs_off(results, "websocket")
+    assert compared.variant == "batching on vs off"
+    (comparison,) = compared.comparisons
+    assert comparison.figure.samples == (800.0, 810.0)
+    assert comparison.baseline is not None and comparison.baseline.samples == (100.0, 110.0)
+    assert comparison.baseline_name == "batching off (same run)"
+    assert comparison.ratio is not None and round(comparison.ratio, 2) == round(805 / 105, 2)
+
+
+def test_no_pair_no_row() -> None:
+    assert _on_vs_off([_result("batching on", 1.0)], "websocket") == []
+    failed = AreaResult(area="websocket", title="WebSocket", variant="batching off", error="x")
+    assert _on_vs_off([failed, _result("batching on", 1.0)], "websocket") == []
+
+
+def test_a_pair_compares_one_figure_on_with_another_off() -> None:
+    def result(variant: str, batched: float, unbatched: float) -> AreaResult:
+        return AreaResult(
+            area="websocket",
+            title="WebSocket",
+            variant=variant,
+            comparisons=[
+                Comparison(figure=Figure("batched", "msg/s", [batched])),
+                Comparison(figure=Figure("unbatched", "msg/s", [unbatched])),
+            ],
+        )
+
+    results = [result("batching off", 90.0, 60.0), result("batching on", 500.0, 120.0)]
+    pairs = {("batching", "websocket"): [("batched", "unbatched", "both ends vs neither")]}
+    (compared,) = _on_vs_off(results, "websocket", pairs)
+    by_name = {c.figure.name: c for c in compared.comparisons}
+    assert by_name["batched"].ratio == 500.0 / 90.0
+    paired = by_name["both ends vs neither"]
+    assert paired.figure.samples == (500.0,) and paired.baseline is not None
+    assert paired.baseline.samples == (60.0,)
+    assert paired.baseline_name == "batching off: unbatched (same run)"
+    assert _on_vs_off(
+        results, "websocket", {("other", "websocket"): pairs[("batching", "websocket")]}
+    )
+
+
+def test_a_mode_that_enables_a_plugin_not_installed_is_left_out() -> None:
+    installed = {"pooling", "batching"}
+    assert _enables_only(("-p", "batching"), installed)
+    assert _enables_only(("--monitor-port", "0", "-p", "no:mempool"), installed)
+    assert not _enables_only(("-p", "batching", "-p", "mempool"), installed)
