@@ -467,3 +467,13 @@ def test_serve_monitor_port_sets_the_port(localagent_config_dir: Path) -> None:
         assert reply.status == 200
         assert f"monitor listening on http://127.0.0.1:{port}" in agent.output
         assert agent.token not in agent.output
+
+
+@pytest.mark.parametrize("monitor_config", ['allowed_hosts = ["box.local"]\n'])
+async def test_settings_of_its_own_port_without_one_are_named_in_a_warning(
+    agent: localagent.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    warnings = [r.getMessage() for r in caplog.get_records("setup") if r.levelname == "WARNING"]
+    assert any("host and allowed_hosts apply to a port of the monitor's own" in w for w in warnings)
+    reply = await http_get(agent.port, "/livez", host="box.local")
+    assert reply.status == 403  # on the agent's port, the agent's Host rules apply
