@@ -21,6 +21,7 @@ from localagent_hookspecs import (
     KeyValueStore,
     Message,
     MessageError,
+    RouteHandler,
     SendFunc,
     Stage,
 )
@@ -36,6 +37,7 @@ from ._dispatch import Dispatcher, HandlerFailed, discard
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
 from ._protocol import Message as Parsed
+from ._routes import LOADING_PLUGIN, RouteTable
 from ._stores import open_store
 from .exceptions import ConfigError, ConnectionLost, PluginError
 
@@ -95,6 +97,8 @@ class AgentRuntime:
         #: Encoded replies waiting to be written, across connections (``max_pending_bytes``).
         self.budget = OutboundBudget(settings.server.max_pending_bytes)
         self._store: KeyValueStore | None = None
+        #: The plain HTTP routes plugins added (see :meth:`add_route`).
+        self.routes = RouteTable()
         #: ``ws://host:port`` once a server listens for this runtime (see :meth:`listening`).
         self.url: str | None = None
         self._listening = asyncio.Event()
@@ -132,6 +136,9 @@ class AgentRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def add_route(self, path: str, handler: RouteHandler, *, needs_token: bool = True) -> None:
+        self.routes.add(path, handler, needs_token=needs_token, plugin=LOADING_PLUGIN.get())
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -175,6 +182,7 @@ class AgentRuntime:
                 info.registered = False
                 info.hooks = info.handles = ()
             self.report(error, ErrorContext("load", plugin=name))
+            self.routes.remove_plugin(name)
             self.pm.unregister(impl.plugin)
             if self.strict:
                 raise PluginError(name, f"on_load failed: {error}") from error
@@ -190,6 +198,7 @@ class AgentRuntime:
 
     async def _load_one(self, impl: HookImpl) -> BaseException | None:
         name = self.pm.get_name(impl.plugin)
+        LOADING_PLUGIN.set(name)  # this task's own context: its routes are the plugin's
         started = time.perf_counter()
         try:
             result = impl.function(*([self] if impl.argnames else []))

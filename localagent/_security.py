@@ -24,6 +24,7 @@ from .exceptions import ConfigError
 
 __all__ = [
     "TOKEN_FILE_NAME",
+    "TOKEN_QUERY_PARAMETER",
     "HandshakePolicy",
     "Rejection",
     "TokenFile",
@@ -203,13 +204,30 @@ class HandshakePolicy:
         return cls(token=token, origins=frozenset(o.rstrip("/") for o in origins), hosts=hosts)
 
     def check(
-        self, path: str, host: str | None, origin: str | None, authorization: str | None
+        self,
+        path: str,
+        host: str | None,
+        origin: str | None,
+        authorization: str | None,
+        *,
+        needs_token: bool = True,
     ) -> Rejection | None:
-        """Return ``None`` to accept the handshake, or why it is refused."""
+        """Return ``None`` to accept the request, or why it is refused.
+
+        Args:
+            path: The request target (path and query: the token may be a parameter).
+            host: The ``Host`` header.
+            origin: The ``Origin`` header (``None`` for a non-browser client).
+            authorization: The ``Authorization`` header.
+            needs_token: ``False`` skips the token check only, for an HTTP
+                route open to probes (the Host and Origin checks still run).
+        """
         if self.hosts is not None and (host is None or _host_name(host) not in self.hosts):
             return Rejection(HTTPStatus.FORBIDDEN, "Host not allowed")
         if origin is not None and origin.rstrip("/") not in self.origins:
             return Rejection(HTTPStatus.FORBIDDEN, "Origin not allowed")
+        if not needs_token:
+            return None
         offered = _token_from(path, authorization)
         if offered is None:
             return Rejection(HTTPStatus.UNAUTHORIZED, "missing token")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -17,8 +17,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED
 
 from ._config import Settings, load_settings
+from ._http import RouteResponder
 from ._plugins import load_plugins
-from ._runtime import AgentRuntime
+from ._runtime import AgentRuntime, ErrorContext
 from ._security import HandshakePolicy, TokenFile, is_loopback, redacting_logger
 from .exceptions import ConfigError
 
@@ -56,6 +57,8 @@ class Server:
             origins=server.origins,
             allowed_hosts=server.allowed_hosts,
         )
+        #: Answers the plain HTTP requests of the routes plugins add (``agent.add_route``).
+        self.http = RouteResponder(runtime.routes, self.policy, report=self._route_failed)
         self._ws_server: WebSocketServer | None = None
         #: Connections admitted past the handshake checks and not yet done with.
         self._admitted: set[ServerConnection] = set()
@@ -142,7 +145,7 @@ class Server:
                 server.host,
                 server.port,
                 start_serving=False,
-                process_request=self._check_handshake,
+                process_request=self._process_request,
                 compression="deflate" if server.compression else None,
                 max_size=server.max_message_size,
                 ping_interval=server.ping_interval,
@@ -166,6 +169,18 @@ class Server:
             await self.runtime.aclose()
             raise
         self.runtime.listening(self.url)
+
+    def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
+        """Answer a route's request, or check a WebSocket handshake (``None``: it goes on)."""
+        route = self.http.route_for(request)
+        if route is not None:
+            return self.http.respond(connection, request, route)
+        return self._check_handshake(connection, request)
+
+    def _route_failed(self, error: BaseException, plugin: str | None) -> None:
+        self.runtime.report(error, ErrorContext("transport", plugin=plugin))
 
     def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         headers = request.headers

@@ -415,6 +415,21 @@ def test_wildcard_bind_is_not_an_accepted_host(bind_host: str) -> None:
     assert p.check("/", "localhost:8765", None, bearer()) is None
 
 
+def test_without_the_token_step_host_and_origin_are_still_checked() -> None:
+    p = policy(origins=("http://localhost:3000",))
+    for authorization in (None, "Bearer wrong", bearer()):
+        assert p.check("/livez", LOCAL, None, authorization, needs_token=False) is None
+    assert p.check("/livez", "evil.example", None, None, needs_token=False) == Rejection(
+        HTTPStatus.FORBIDDEN, "Host not allowed"
+    )
+    assert p.check("/livez", LOCAL, "http://evil.example", None, needs_token=False) == Rejection(
+        HTTPStatus.FORBIDDEN, "Origin not allowed"
+    )
+    assert p.check("/livez", LOCAL, None, None) == Rejection(
+        HTTPStatus.UNAUTHORIZED, "missing token"
+    )
+
+
 def test_star_allows_any_host_but_still_needs_the_token() -> None:
     p = policy(allowed_hosts=("*",))
     assert p.hosts is None

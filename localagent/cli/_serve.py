@@ -102,7 +102,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     "--monitor-port",
     type=click.IntRange(min=0, max=65535),
     metavar="PORT",
-    help="monitor plugin: port of its HTTP endpoints (default 8080; 0 picks a free one).",
+    help="monitor plugin: a port of its own for its HTTP endpoints "
+    "(default: none, they answer on the agent's port; 0 picks a free one).",
 )
 @click.option(
     "--loop",

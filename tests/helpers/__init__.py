@@ -10,11 +10,15 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
+import attrs
+
 from localagent.testing import AgentProcess, localagent_cmd, running_agent
 
 __all__ = [
     "AgentProcess",
+    "HttpReply",
     "handshake_status",
+    "http_request",
     "imported_by",
     "localagent_cmd",
     "opening_handshake",
@@ -68,3 +72,37 @@ async def handshake_status(port: int, headers: Mapping[str, str], path: str = "/
         return int(status_line.split()[1])
     finally:
         writer.close()
+
+
+@attrs.frozen
+class HttpReply:
+    """A raw HTTP response: status, headers by lower-case name, body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def http_request(
+    port: int, target: str, headers: Mapping[str, str] | None = None, *, method: str = "GET"
+) -> HttpReply:
+    """Send one plain HTTP request (no Upgrade) to 127.0.0.1:``port``; read until closed.
+
+    ``Host`` is ``127.0.0.1:PORT`` unless ``headers`` gives one (``""`` leaves it out).
+    """
+    fields = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+    lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in fields.items() if v)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 30)  # the server closes after one answer
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    return HttpReply(int(status_line.split()[1]), parsed, body)

@@ -4,6 +4,7 @@ Plugins depend on this small distribution; the runtime is ``localagent``.
 """
 
 from ._errors import MessageError
+from ._http import HttpRequest, HttpResponse, RouteHandler
 from ._markers import HANDLES_ATTRIBUTE, PROJECT_NAME, handled_types, handles, hookimpl, hookspec
 from ._types import (
     Agent,
@@ -25,9 +26,12 @@ __all__ = [
     "CloseCallback",
     "Connection",
     "ErrorContext",
+    "HttpRequest",
+    "HttpResponse",
     "KeyValueStore",
     "Message",
     "MessageError",
+    "RouteHandler",
     "SendFunc",
     "Stage",
     "handled_types",

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 if TYPE_CHECKING:  # asyncio costs ~40 ms to import; CLI commands that never run a loop skip it
     import asyncio
 
+    from ._http import RouteHandler
+
 __all__ = [
     "Agent",
     "BufferSource",
@@ -262,6 +264,31 @@ class Agent(Protocol):
 
         Failures are reported through ``on_error``; the task is cancelled when
         the agent shuts down.
+        """
+
+    def add_route(self, path: str, handler: RouteHandler, *, needs_token: bool = True) -> None:
+        """Answer plain HTTP ``GET`` and ``HEAD`` requests for ``path`` on the agent's own port.
+
+        A request for ``path`` first passes the checks of a WebSocket
+        handshake, with the same policy: the ``Host`` and ``Origin`` checks
+        always, and the token unless ``needs_token`` is false (for health
+        probes that hold no token). A request refused there, or with another
+        method (405), never reaches ``handler``. ``handler`` gets an
+        :class:`~localagent_hookspecs.HttpRequest` and returns an
+        :class:`~localagent_hookspecs.HttpResponse` (or an awaitable of one)
+        within ``server.open_timeout``. If it raises, the client gets a 500
+        and the error goes to ``on_error`` (stage ``"transport"``, the plugin
+        that added the route).
+
+        A request that asks for a WebSocket upgrade opens a WebSocket, whatever
+        its path; other requests to a path without a route are answered as
+        before routes existed. Routes cost WebSocket connections nothing past
+        their handshake. The routes of a plugin whose ``on_load`` fails are
+        removed with it.
+
+        Raises:
+            ValueError: ``path`` does not start with ``/``, holds a ``?``,
+                ``#`` or whitespace, or has a route already.
         """
 
 

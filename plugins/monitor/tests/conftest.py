@@ -15,7 +15,7 @@ import localagent
 @pytest.fixture
 def monitor_config() -> str:
     """The ``[plugins.monitor]`` table of the test's agent (override per module or test)."""
-    return 'port = 0\ntypes = ["echo"]\ntick = 0.05\n'
+    return 'types = ["echo"]\ntick = 0.05\n'
 
 
 @pytest.fixture

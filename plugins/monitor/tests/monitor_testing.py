@@ -43,16 +43,21 @@ class HttpReply:
 
 
 async def http_raw(port: int, data: bytes) -> HttpReply:
-    """Send ``data`` as is to 127.0.0.1:``port`` and read the whole response."""
+    """Send ``data`` as is to 127.0.0.1:``port`` and read the whole response.
+
+    A connection closed without an answer gives status 0.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
         await writer.drain()
-        writer.write_eof()  # all sent: an incomplete head is then answered at once
-        raw = await reader.read()
+        # No write_eof(): websockets takes a half-closed request for a client gone away.
+        raw = await reader.read()  # one request per connection: the server closes it
     finally:
         writer.close()
         await writer.wait_closed()
+    if not raw:
+        return HttpReply(0, {}, b"")  # closed without an answer
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {}
@@ -85,6 +90,25 @@ async def until(check: Callable[[], Awaitable[bool]], attempts: int = 400) -> No
         if await check():
             return
     raise AssertionError("the condition never held")
+
+
+async def handshake_status(port: int, headers: Mapping[str, str]) -> int:
+    """The status of a WebSocket opening handshake to ``/`` with ``headers`` (Host included)."""
+    lines = [
+        "GET / HTTP/1.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        return int((await reader.readline()).split()[1])
+    finally:
+        writer.close()
 
 
 def write_config(config_dir: Path, table: str) -> None:

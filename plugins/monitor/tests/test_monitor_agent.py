@@ -1,4 +1,8 @@
-"""The monitor plugin in a real agent: selective wrapping, figures, endpoints, security."""
+"""The monitor plugin in a real agent: selective wrapping, figures, endpoints, security.
+
+The endpoints answer on the agent's own port unless ``[plugins.monitor] port``
+gives them one of their own; both are tested here against real servers.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monitor_testing import RaisingPlugin, http_get, http_raw, plugin_of, until, write_config
+from monitor_testing import (
+    RaisingPlugin,
+    handshake_status,
+    http_get,
+    http_raw,
+    plugin_of,
+    until,
+    write_config,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 import localagent
 from localagent.testing import running_agent
 
 
-async def snapshot(agent: localagent.Server) -> Any:
+def port_of(agent: localagent.Server) -> int:
+    """Where the endpoints answer: the monitor's own port if it has one, else the agent's."""
     monitor = plugin_of(agent).monitor
     assert monitor is not None
-    reply = await http_get(monitor.port, "/performance.json", token=agent.token_file.get())
+    return agent.port if monitor.port is None else monitor.port
+
+
+async def snapshot(agent: localagent.Server) -> Any:
+    reply = await http_get(port_of(agent), "/performance.json", token=agent.token_file.get())
     assert reply.status == 200, reply
     return reply.json()
-
-
-def port_of(agent: localagent.Server) -> int:
-    monitor = plugin_of(agent).monitor
-    assert monitor is not None
-    return monitor.port
 
 
 # -- selective monitoring ------------------------------------------------------
@@ -46,7 +57,7 @@ async def test_only_the_configured_types_get_a_wrapper(agent: localagent.Server)
         assert route.wrappers == (), other  # dispatched exactly as without the plugin
 
 
-@pytest.mark.parametrize("monitor_config", ["port = 0\nall_paths = true\ntick = 0.05\n"])
+@pytest.mark.parametrize("monitor_config", ["all_paths = true\ntick = 0.05\n"])
 async def test_all_paths_wraps_every_type(agent: localagent.Server) -> None:
     wrapper = plugin_of(agent).observe_message
     for message_type in ("echo", "ping", "kv.get", "no.such.type"):
@@ -140,10 +151,7 @@ async def test_metrics_are_prometheus_text(agent: localagent.Server) -> None:
 
 @pytest.mark.parametrize(
     "monitor_config",
-    [
-        'port = 0\ntypes = ["echo"]\ntick = 0.05\n'
-        "warn_errors_per_s = 0.5\ncritical_errors_per_s = 1\n"
-    ],
+    ['types = ["echo"]\ntick = 0.05\nwarn_errors_per_s = 0.5\ncritical_errors_per_s = 1\n'],
 )
 async def test_errors_past_the_threshold_make_it_critical_and_not_ready(
     agent: localagent.Server,
@@ -169,9 +177,51 @@ async def test_errors_past_the_threshold_make_it_critical_and_not_ready(
 # -- endpoints and their security ---------------------------------------------
 
 
+#: The test's ``[plugins.monitor]`` table: endpoints on the agent's port, or on one of their own.
+ON_THE_AGENTS_PORT = 'types = ["echo"]\ntick = 0.05\n'
+ON_ITS_OWN_PORT = 'port = 0\ntypes = ["echo"]\ntick = 0.05\n'
+both_ports = pytest.mark.parametrize(
+    "monitor_config", [ON_THE_AGENTS_PORT, ON_ITS_OWN_PORT], ids=["agent-port", "own-port"]
+)
+PROTECTED = ("/performance", "/performance.json", "/metrics")
+PROBES = ("/livez", "/readyz")
+
+
+async def test_the_endpoints_answer_on_the_agents_own_port(agent: localagent.Server) -> None:
+    assert plugin_of(agent).monitor is not None
+    assert plugin_of(agent).monitor.port is None  # type: ignore[union-attr]
+    assert port_of(agent) == agent.port
+    reply = await http_get(agent.port, "/metrics", token=agent.token_file.get())
+    assert reply.status == 200 and b"localagent_connections_total" in reply.body
+    async with localagent.Client(agent.url, agent.token_file.get()) as client:  # and WebSockets
+        assert await client.request("echo", 1) == {"data": 1}
+
+
+def test_two_agents_side_by_side_with_defaults_both_serve_metrics(
+    localagent_config_dir: Path,
+) -> None:
+    # Before the endpoints moved onto the agent's port, the second agent lost its
+    # monitor to "address already in use" on 8080.
+    env = {**os.environ, "LOCALAGENT_LOAD_PLUGINS": "monitor"}
+    with (
+        running_agent(env, config_dir=localagent_config_dir) as first,
+        running_agent(env, config_dir=localagent_config_dir) as second,
+    ):
+        ports = [int(agent.url.rsplit(":", 1)[1]) for agent in (first, second)]
+        assert ports[0] != ports[1]
+        for agent, port in zip((first, second), ports, strict=True):
+            reply = asyncio.run(http_get(port, "/metrics", token=agent.token))
+            assert reply.status == 200, agent.output
+            families = {f.name for f in text_string_to_metric_families(reply.body.decode())}
+            assert "localagent_connections" in families
+            assert "monitor listening on the agent's port" in agent.output
+            assert "address already in use" not in agent.output.lower()
+
+
+@both_ports
 async def test_the_token_protects_everything_but_livez_and_readyz(agent: localagent.Server) -> None:
     port, token = port_of(agent), agent.token_file.get()
-    for path in ("/performance", "/performance.json", "/metrics"):
+    for path in PROTECTED:
         missing = await http_get(port, path)
         assert missing.status == 401, path
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -183,7 +233,11 @@ async def test_the_token_protects_everything_but_livez_and_readyz(agent: localag
     assert (await http_get(port, "/readyz")).body == b"healthy\n"
 
 
-@pytest.mark.parametrize("monitor_config", ["port = 0\nopen_metrics = true\n"])
+@pytest.mark.parametrize(
+    "monitor_config",
+    ["open_metrics = true\n", "port = 0\nopen_metrics = true\n"],
+    ids=["agent-port", "own-port"],
+)
 async def test_open_metrics_opens_metrics_only(agent: localagent.Server) -> None:
     port = port_of(agent)
     assert (await http_get(port, "/metrics")).status == 200
@@ -191,8 +245,44 @@ async def test_open_metrics_opens_metrics_only(agent: localagent.Server) -> None
     assert (await http_get(port, "/metrics", host="evil.example")).status == 403
 
 
-async def test_host_and_origin_are_checked_as_on_the_websocket(agent: localagent.Server) -> None:
+@pytest.mark.parametrize(
+    ("case", "headers"),
+    [
+        ("no token", {}),
+        ("a wrong token", {"Authorization": "Bearer wrong"}),
+        ("a foreign Origin", {"Origin": "http://evil.example", "Authorization": "TOKEN"}),
+        ("the agent's own address as Origin", {"Origin": "ORIGIN", "Authorization": "TOKEN"}),
+        ("a rebinding Host", {"Host": "evil.example", "Authorization": "TOKEN"}),
+    ],
+)
+async def test_refused_on_the_agents_port_as_the_websocket_handshake_would_be(
+    agent: localagent.Server, case: str, headers: dict[str, str]
+) -> None:
+    port, token = agent.port, agent.token_file.get()
+    values = {"TOKEN": f"Bearer {token}", "ORIGIN": f"http://127.0.0.1:{port}"}
+    sent = {"Host": f"127.0.0.1:{port}", **{k: values.get(v, v) for k, v in headers.items()}}
+    handshake = await handshake_status(port, sent)
+    assert handshake in (401, 403), case
+    for path in PROTECTED + PROBES:
+        reply = await http_raw(port, _request(path, sent))
+        if path in PROBES and handshake == 401:
+            assert reply.status == 200, (case, path)  # probes need no token ...
+        else:
+            assert reply.status == handshake, (case, path)  # ... but Host and Origin, yes
+        assert token.encode() not in reply.body
+
+
+def _request(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("monitor_config", [ON_ITS_OWN_PORT])
+async def test_its_own_port_checks_host_and_origin_as_the_websocket_does(
+    agent: localagent.Server,
+) -> None:
     port, token = port_of(agent), agent.token_file.get()
+    assert port != agent.port
     for path in ("/livez", "/performance.json"):
         rebinding = await http_get(port, path, token=token, host=f"evil.example:{port}")
         assert rebinding.status == 403 and rebinding.body == b"Host not allowed\n"
@@ -207,6 +297,7 @@ async def test_host_and_origin_are_checked_as_on_the_websocket(agent: localagent
     assert own.status == 200
 
 
+@both_ports
 async def test_the_dashboard_is_locked_down(agent: localagent.Server) -> None:
     port, token = port_of(agent), agent.token_file.get()
     page = await http_get(port, "/performance", token=token)
@@ -218,55 +309,78 @@ async def test_the_dashboard_is_locked_down(agent: localagent.Server) -> None:
     assert f'<script nonce="{nonce}">' in page.body.decode()
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-frame-options"] == "DENY"
     again = await http_get(port, "/performance", token=token)
     assert again.headers["content-security-policy"] != csp  # a fresh nonce per response
     assert token.encode() not in page.body
 
 
+@both_ports
 async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(
     agent: localagent.Server,
 ) -> None:
     port, token = port_of(agent), agent.token_file.get()
-    assert (await http_get(port, "/nope", token=token)).status == 404
+    unknown = await http_get(port, "/nope", token=token)
+    # Off the routes: the agent's port answers as a WebSocket endpoint does, its own 404.
+    assert unknown.status == (426 if port == agent.port else 404)
     post = await http_get(port, "/metrics", token=token, method="POST")
     assert post.status == 405 and post.headers["allow"] == "GET, HEAD"
-    assert (await http_raw(port, b"GET /livez HTTP/1.1\r\n\r\n")).status == 400  # no Host
-    assert (await http_raw(port, b"\x16\x03\x01garbage\r\n\r\n")).status == 400
+    no_host = await http_raw(port, b"GET /livez HTTP/1.1\r\n\r\n")
+    assert no_host.status == 403 and no_host.body == b"Host not allowed\n"
+    assert (await http_raw(port, b"\x16\x03\x01garbage\r\n\r\n")).status == 0  # closed
     huge = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"a" * 10_000 + b"\r\n\r\n"
     assert (await http_raw(port, huge)).status == 431
-    assert (await http_raw(port, b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n")).status == 400
+    body = b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+    assert (await http_raw(port, body)).status == 0  # no request bodies: closed
     head = await http_get(port, "/livez", method="HEAD")
-    assert head.status == 200 and head.body == b""
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == "3"
     assert (await http_get(port, "/performance.json", token=token)).status == 200
 
 
-async def test_half_open_connections_neither_starve_real_requests_nor_stay(
-    agent: localagent.Server,
-) -> None:
-    # Slowloris: more connections than the server serves at once, each stuck in the
-    # middle of its request line. A real request is still answered, and the server
-    # drops every stuck one (the newest when its head times out, the oldest sooner
-    # to make room).
-    port = port_of(agent)
+async def _stuck_connections(port: int, count: int) -> list[tuple[Any, Any]]:
+    """``count`` connections each stuck in the middle of its request line (slowloris)."""
     stuck = []
-    for _ in range(100):
+    for _ in range(count):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /livez HT")
         await writer.drain()
         stuck.append((reader, writer))
+    return stuck
+
+
+@pytest.mark.parametrize("monitor_config", [ON_ITS_OWN_PORT])
+async def test_half_open_connections_neither_starve_real_requests_nor_stay(
+    agent: localagent.Server,
+) -> None:
+    # On the monitor's own port: more half-open connections than the hand-written
+    # server it replaced served at once. A real request is still answered, and
+    # each stuck one is closed once its OPEN_TIMEOUT runs out.
+    port = port_of(agent)
+    stuck = await _stuck_connections(port, 100)
     try:
         async with asyncio.timeout(10):  # a hang guard, not a measurement
             assert (await http_get(port, "/livez")).status == 200
             assert (await http_get(port, "/readyz")).status == 200
         async with asyncio.timeout(60):
             answers = [await reader.read() for reader, _writer in stuck]  # until closed
-        dropped = [answer for answer in answers if answer == b""]
-        timed_out = [answer for answer in answers if answer.startswith(b"HTTP/1.1 408 ")]
-        assert dropped and timed_out and len(dropped) + len(timed_out) == len(stuck)
+        assert answers == [b""] * len(stuck)  # closed, unanswered
     finally:
         for _reader, writer in stuck:
             writer.close()
     assert (await http_get(port, "/livez")).status == 200
+
+
+async def test_half_open_connections_do_not_starve_livez_on_the_agents_port(
+    agent: localagent.Server,
+) -> None:
+    stuck = await _stuck_connections(agent.port, 100)
+    try:
+        async with asyncio.timeout(10):  # a hang guard, not a measurement
+            assert (await http_get(agent.port, "/livez")).status == 200
+            assert (await http_get(agent.port, "/readyz")).status == 200
+    finally:
+        for _reader, writer in stuck:
+            writer.close()
 
 
 # -- loading -------------------------------------------------------------------
@@ -353,3 +467,13 @@ def test_serve_monitor_port_sets_the_port(localagent_config_dir: Path) -> None:
         assert reply.status == 200
         assert f"monitor listening on http://127.0.0.1:{port}" in agent.output
         assert agent.token not in agent.output
+
+
+@pytest.mark.parametrize("monitor_config", ['allowed_hosts = ["box.local"]\n'])
+async def test_settings_of_its_own_port_without_one_are_named_in_a_warning(
+    agent: localagent.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    warnings = [r.getMessage() for r in caplog.get_records("setup") if r.levelname == "WARNING"]
+    assert any("host and allowed_hosts apply to a port of the monitor's own" in w for w in warnings)
+    reply = await http_get(agent.port, "/livez", host="box.local")
+    assert reply.status == 403  # on the agent's port, the agent's Host rules apply

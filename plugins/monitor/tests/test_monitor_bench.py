@@ -14,15 +14,8 @@ def test_the_bench_runs_three_variants_in_the_declared_areas() -> None:
         monitor = {label: options for label, options in variants[area] if "monitor" in label}
         assert monitor == {
             "monitor off": ("-p", "no:monitor"),
-            "monitor on": ("-p", "monitor", "--monitor-port", "0"),
-            "monitor on (every path)": (
-                "-p",
-                "monitor",
-                "--monitor-port",
-                "0",
-                "--set",
-                "monitor.all_paths=true",
-            ),
+            "monitor on": ("-p", "monitor"),  # the endpoints on the agent's port
+            "monitor on (every path)": ("-p", "monitor", "--set", "monitor.all_paths=true"),
         }
 
 

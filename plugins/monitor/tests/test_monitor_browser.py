@@ -1,12 +1,12 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium``), against a real agent.
 
-The agent runs as a ``localagent serve`` subprocess with the monitor on a free
-port; Chromium is driven through the DevTools protocol over its WebSocket
-(``websockets.sync``). The page is opened with the token in its address; a
-client thread sends ``echo`` requests while the test reads the page's DOM until
-its figures have changed, then saves a screenshot: ``monitor-dashboard.png``
-in the test's temporary directory (its path is printed; run pytest with
-``--basetemp=DIR`` to keep it somewhere known).
+The agent runs as a ``localagent serve`` subprocess with the monitor's endpoints
+on the agent's own port (the default); Chromium is driven through the DevTools
+protocol over its WebSocket (``websockets.sync``). The page is opened with the
+token in its address; a client thread sends ``echo`` requests while the test
+reads the page's DOM until its figures have changed, then saves a screenshot:
+``monitor-dashboard.png`` in the test's temporary directory (its path is
+printed; run pytest with ``--basetemp=DIR`` to keep it somewhere known).
 
 Without Chromium the test is skipped, but under CI (``CI=true``), where
 ``.ci/run`` installs it, it fails instead (the ``localagent_chromium`` fixture).
@@ -18,7 +18,6 @@ import base64
 import itertools
 import json
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,18 +74,16 @@ FIGURES = """JSON.stringify({
 def test_the_dashboard_shows_live_figures_in_chromium(
     localagent_chromium: str, localagent_config_dir: Path, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     localagent_config_dir.mkdir(parents=True, exist_ok=True)
     (localagent_config_dir / "config.toml").write_text(
-        f'[plugins.monitor]\nport = {port}\ntypes = ["echo"]\ntick = 0.2\n'
+        '[plugins.monitor]\ntypes = ["echo"]\ntick = 0.2\n'
     )
     env = {**os.environ, "LOCALAGENT_LOAD_PLUGINS": "monitor"}
     with (
         running_agent(env, config_dir=localagent_config_dir) as agent,
         headless_chromium(localagent_chromium, tmp_path / "profile") as browser,
     ):
+        port = int(agent.url.rsplit(":", 1)[1])  # the agent's own port serves the page
         browser.open(f"http://127.0.0.1:{port}/performance?token={agent.token}")
 
         def figures() -> Any:

@@ -21,7 +21,7 @@ from localagent import hookimpl
 SWITCHABLE = hasattr(MessageBatcher, "enabled")
 
 CONFIG = (
-    'port = 0\ntypes = ["echo"]\ntick = 0.05\nauto_optimize = true\n'
+    'types = ["echo"]\ntick = 0.05\nauto_optimize = true\n'
     "batch_above = 50\nunbatch_below = 5\nmin_switch_interval = 0\n"
 )
 
@@ -48,9 +48,8 @@ class SwitchablePassThrough:
 
 
 async def optimizer_state(agent: localagent.Server) -> Any:
-    monitor = plugin_of(agent).monitor
-    assert monitor is not None
-    reply = await http_get(monitor.port, "/performance.json", token=agent.token_file.get())
+    assert plugin_of(agent).monitor is not None
+    reply = await http_get(agent.port, "/performance.json", token=agent.token_file.get())
     return reply.json()["optimizer"]
 
 

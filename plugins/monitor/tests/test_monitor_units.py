@@ -1,34 +1,25 @@
-"""The monitor's pure parts on their own: config, histograms, windows, health, optimizer, HTTP."""
+"""The monitor's pure parts on their own: config, histograms, windows, health, optimizer."""
 
 from __future__ import annotations
 
 import re
 import tomllib
-from http import HTTPStatus
 from pathlib import Path
 
 import pytest
-from localagent_monitor import DEFAULT_PORT, DEFAULT_TYPES, MonitorConfig, parse_config
+from localagent_monitor import DEFAULT_TYPES, MonitorConfig, parse_config
 from localagent_monitor._health import HealthTracker, Reading, assess
-from localagent_monitor._http import (
-    HEAD_TIMEOUT,
-    MAX_CONNECTIONS,
-    MAX_HEAD,
-    WRITE_TIMEOUT,
-    BadRequest,
-    Response,
-    parse_head,
-)
 from localagent_monitor._metrics import BUCKETS, MAX_KEYS, OTHER, Metrics, percentile
 from localagent_monitor._optimizer import AutoOptimizer
+from localagent_monitor._port import OPEN_TIMEOUT
 
 # -- config ------------------------------------------------------------------
 
 
-def test_the_defaults_monitor_the_state_changing_types_on_port_8080() -> None:
+def test_the_defaults_monitor_the_state_changing_types_on_the_agents_port() -> None:
     config = parse_config({})
     assert config == MonitorConfig()
-    assert config.port == DEFAULT_PORT == 8080
+    assert config.port is None  # no port of its own: the agent's
     assert config.types == DEFAULT_TYPES
     assert not config.all_paths and not config.open_metrics and not config.auto_optimize
 
@@ -166,61 +157,6 @@ def test_the_optimizer_never_flaps_faster_than_the_period() -> None:
     assert optimizer.decide("c1", 500, enabled=False, now=10.5) is not None
 
 
-# -- HTTP parsing ------------------------------------------------------------
-
-
-def test_a_valid_request_head_is_parsed() -> None:
-    request = parse_head(
-        b"GET /performance.json?token=abc HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
-        b"Authorization: Bearer x\r\nAccept: a\r\nAccept: b\r\n\r\n"
-    )
-    assert request.method == "GET"
-    assert request.path == "/performance.json"
-    assert request.query == "token=abc"
-    assert request.headers["host"] == "127.0.0.1:8080"
-    assert request.headers["accept"] == "a, b"
-
-
-@pytest.mark.parametrize(
-    ("head", "status"),
-    [
-        (b"GET / HTTP/1.1\r\n\r\n", HTTPStatus.BAD_REQUEST),  # no Host
-        (b"GET / HTTP/1.1\nHost: a\n\n", HTTPStatus.BAD_REQUEST),  # bare LF
-        (b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET / HTTP/1.1\r\nHost: \xff\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", HTTPStatus.BAD_REQUEST),
-        (
-            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        ),
-        (
-            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        ),
-        (b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", HTTPStatus.METHOD_NOT_ALLOWED),
-    ],
-)
-def test_malformed_or_unsupported_requests_are_refused(head: bytes, status: HTTPStatus) -> None:
-    with pytest.raises(BadRequest) as caught:
-        parse_head(head)
-    assert caught.value.status == status
-
-
-def test_responses_close_the_connection_and_omit_the_body_for_head() -> None:
-    response = Response.text(HTTPStatus.OK, "ok")
-    wire = response.encode()
-    assert wire.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b"Connection: close\r\n" in wire and b"Cache-Control: no-store\r\n" in wire
-    assert wire.endswith(b"\r\n\r\nok\n")
-    assert response.encode(head_only=True).endswith(b"Content-Length: 3\r\n") is False
-    assert response.encode(head_only=True).endswith(b"\r\n\r\n")
-
-
 # -- the documented examples -------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -234,9 +170,6 @@ def test_the_documented_config_examples_are_valid(page: str) -> None:
         parse_config(tomllib.loads(block)["plugins"]["monitor"])
 
 
-def test_the_documented_http_limits_are_the_servers() -> None:
+def test_the_documented_timeout_of_its_own_port_is_the_servers() -> None:
     text = " ".join((ROOT / "docs/monitor.md").read_text(encoding="utf-8").split())
-    assert f"a head of at most {MAX_HEAD // 1024} KiB" in text
-    assert f"A client has {HEAD_TIMEOUT:g} s to send its whole request head" in text
-    assert f"{WRITE_TIMEOUT:g} s to take the response" in text
-    assert f"At most {MAX_CONNECTIONS} connections are open at once" in text
+    assert f"and {OPEN_TIMEOUT:g} s on a port of the monitor's own" in text

@@ -3,13 +3,13 @@
 Only the critical paths get a wrapper: ``on_connect``, ``on_error``, and the
 ``on_message`` handlers of the message types listed in ``types``. Every other
 message type is dispatched exactly as without the plugin. The figures are
-served on loopback: ``/metrics`` (Prometheus text), ``/performance`` (a live
-dashboard), ``/performance.json``, ``/livez`` and ``/readyz``.
+served on the agent's own port: ``/metrics`` (Prometheus text), ``/performance``
+(a live dashboard), ``/performance.json``, ``/livez`` and ``/readyz``.
 
 Configuration, in ``config.toml`` (all optional; see the README for every key)::
 
     [plugins.monitor]
-    port = 8080                                # or `localagent serve --monitor-port P`
+    port = 8080                                # a port of its own (default: the agent's)
     types = ["exec", "fs.write", "fs.delete"]  # the message types to time
     all_paths = false                          # true: time every message type
     open_metrics = false                       # true: /metrics without the token
@@ -31,12 +31,12 @@ from localagent_hookspecs import (
     hookimpl,
 )
 
-from ._config import DEFAULT_PORT, DEFAULT_TYPES, MonitorConfig, parse_config
+from ._config import DEFAULT_TYPES, MonitorConfig, parse_config
 
 if TYPE_CHECKING:  # asyncio and the HTTP server: only once on_load runs
     from ._monitor import Monitor
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_TYPES", "NAME", "MonitorConfig", "Plugin", "parse_config"]
+__all__ = ["DEFAULT_TYPES", "NAME", "MonitorConfig", "Plugin", "parse_config"]
 
 #: The plugin's name: its entry point and its ``[plugins.monitor]`` table.
 NAME: Final = "monitor"
@@ -61,8 +61,7 @@ class Plugin:
 
     bench_areas: ClassVar[tuple[str, ...]] = ("websocket", "errors")
     bench_modes: ClassVar[dict[str, tuple[str, ...]]] = {
-        "": ("--monitor-port", "0"),
-        "every path": ("--monitor-port", "0", "--set", "monitor.all_paths=true"),
+        "every path": ("--set", "monitor.all_paths=true"),
     }
 
     def __init__(self) -> None:
@@ -95,12 +94,13 @@ class Plugin:
         """Read ``[plugins.monitor]``, choose the wrapped types, start the endpoints.
 
         Raises:
-            ValueError: An unknown key or a bad value (named in the message).
-            OSError: The HTTP port cannot be bound.
+            ValueError: An unknown key or a bad value (named in the message), or
+                another plugin has a route for one of the endpoints' paths.
+            OSError: The monitor's own port (``port``) cannot be bound.
         """
         from ._monitor import Monitor
 
-        self.config = config = parse_config({"port": DEFAULT_PORT, **agent.plugin_config(NAME)})
+        self.config = config = parse_config(agent.plugin_config(NAME))
         if config.all_paths:
             delattr(self.observe_message, HANDLES_ATTRIBUTE)  # no declaration: every type
         else:

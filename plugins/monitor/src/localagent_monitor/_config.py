@@ -8,10 +8,8 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_TYPES", "MonitorConfig", "parse_config"]
+__all__ = ["DEFAULT_TYPES", "MonitorConfig", "parse_config"]
 
-#: The port of the HTTP endpoints when neither the config nor ``--monitor-port`` sets one.
-DEFAULT_PORT: Final = 8080
 #: Message types monitored by default: the built-in ones that change state or run programs.
 DEFAULT_TYPES: Final = ("exec", "fs.write", "fs.delete")
 
@@ -23,12 +21,15 @@ class MonitorConfig:
     """What the monitor watches, where it listens, and when it calls the agent unhealthy.
 
     Attributes:
-        port: TCP port of the HTTP endpoints (0 picks a free one).
-        host: Loopback address to bind (a non-loopback address is refused).
+        port: A TCP port of the endpoints' own (0 picks a free one); ``None``
+            (the default) serves them on the agent's own port.
+        host: Loopback address to bind with a port of their own (a
+            non-loopback address is refused).
         types: Message types whose handlers get a timing wrapper (the critical paths).
         all_paths: Wrap every message type instead of ``types`` (costs throughput).
         open_metrics: Serve ``/metrics`` without the token (for a local Prometheus).
-        allowed_hosts: ``Host`` header names accepted besides the loopback names.
+        allowed_hosts: ``Host`` header names accepted besides the loopback names,
+            on a port of their own (the agent's port has ``server.allowed_hosts``).
         tick: Seconds between two samples (rates, health, auto-optimizer).
         window: Seconds of samples that rates and the health percentiles cover.
         warn_errors_per_s: Errors per second (every ``on_error``) that make it a warning.
@@ -45,7 +46,7 @@ class MonitorConfig:
         min_switch_interval: Fewest seconds between two switches of one connection.
     """
 
-    port: int = DEFAULT_PORT
+    port: int | None = None
     host: str = "127.0.0.1"
     types: tuple[str, ...] = DEFAULT_TYPES
     all_paths: bool = False

@@ -4,7 +4,8 @@ One :class:`Monitor` per agent, created by the plugin's ``on_load``. The hooks
 call :meth:`Monitor.connected` and :meth:`Monitor.failed` (and the message
 wrapper bumps :attr:`Monitor.metrics` directly); a background task samples
 the figures every ``tick`` seconds, judges health and runs the auto-optimizer;
-:meth:`Monitor.respond` answers the HTTP requests.
+the handlers of :meth:`Monitor.routes` answer the HTTP requests, on the
+agent's own port (``agent.add_route``) or on the monitor's own (``_port``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,22 @@ from importlib import resources
 from typing import Any
 
 import attrs
-from localagent_hookspecs import Agent, Connection, ErrorContext, MessageError, SendFunc
+from localagent_hookspecs import (
+    Agent,
+    Connection,
+    ErrorContext,
+    HttpRequest,
+    HttpResponse,
+    MessageError,
+    RouteHandler,
+    SendFunc,
+)
 
 from ._config import MonitorConfig
 from ._health import Health, HealthTracker, Reading, assess
-from ._http import HttpServer, Request, Response
 from ._metrics import Metrics, Sample, WindowFigures, window_figures
 from ._optimizer import AutoOptimizer, Decision
+from ._port import MonitorPort
 
 __all__ = ["Monitor"]
 
@@ -40,8 +50,8 @@ DECISIONS = 50
 #: The batching plugin's key in ``connection.state``.
 BATCHING = "batching"
 
-_PUBLIC = ("/livez", "/readyz")
-_PROTECTED = ("/performance", "/performance.json", "/metrics")
+#: The endpoints, in the order the log line names them.
+PATHS = ("/performance", "/performance.json", "/metrics", "/livez", "/readyz")
 
 
 @attrs.define
@@ -89,8 +99,6 @@ class Monitor:
     """
 
     def __init__(self, config: MonitorConfig, agent: Agent) -> None:
-        from localagent._security import HandshakePolicy, TokenFile
-
         self.config = config
         self.agent = agent
         self.metrics = Metrics()
@@ -106,10 +114,8 @@ class Monitor:
         )
         self._samples: deque[Sample] = deque()
         self._warned_no_switch = False
-        self._token = TokenFile(agent.config_dir)
-        self._policy_type = HandshakePolicy
-        self._policy: Any = None
-        self._http = HttpServer(self.respond)
+        #: The monitor's own port, when ``port`` is set (else the agent's port serves).
+        self.own_port: MonitorPort | None = None
         self._dashboard = (
             resources.files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
         )
@@ -118,44 +124,49 @@ class Monitor:
     # -- lifecycle -----------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        """The port the HTTP endpoints listen on."""
-        return self._http.port
+    def port(self) -> int | None:
+        """The monitor's own port, or ``None`` when the endpoints are on the agent's port."""
+        return None if self.own_port is None else self.own_port.port
 
-    @property
-    def url(self) -> str:
-        host = self.config.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+    def routes(self) -> list[tuple[str, RouteHandler, bool]]:
+        """The endpoints as (path, handler, needs_token), in :data:`PATHS` order."""
+        return [
+            ("/performance", self._dashboard_response, True),
+            ("/performance.json", self._snapshot_response, True),
+            ("/metrics", self._metrics_response, not self.config.open_metrics),
+            ("/livez", self._liveness, False),
+            ("/readyz", self._readiness, False),
+        ]
 
     async def start(self) -> None:
-        """Bind the HTTP endpoints and start the ticker.
+        """Add the HTTP endpoints (or bind the monitor's own port) and start the ticker.
 
         Raises:
-            OSError: The port cannot be bound (say, taken); the message names it.
+            OSError: The monitor's own port cannot be bound; the message names it.
+            ValueError: Another plugin has a route for one of the paths.
         """
         config = self.config
-        try:
-            await self._http.start(config.host, config.port)
-        except OSError as exc:
-            raise OSError(
-                exc.errno,
-                f"monitor: cannot listen on {config.host}:{config.port}: {exc.strerror or exc} "
-                "(pick another with --monitor-port or [plugins.monitor] port)",
-            ) from None
-        port = self.port
-        names = ("127.0.0.1", "localhost", "[::1]", *config.allowed_hosts)
-        self._policy = self._policy_type.create(
-            self._token.get,
-            bind_host=config.host,
-            origins=[f"http://{name}:{port}" for name in names],
-            allowed_hosts=config.allowed_hosts,
-        )
         _ = self.registry  # imports prometheus_client now, not at the first scrape
+        if config.port is None:
+            for path, handler, needs_token in self.routes():
+                self.agent.add_route(path, handler, needs_token=needs_token)
+            where = "the agent's port"
+            if config.host != "127.0.0.1" or config.allowed_hosts:
+                logger.warning(
+                    "monitor: host and allowed_hosts apply to a port of the monitor's own "
+                    "([plugins.monitor] port); on the agent's port, the agent's "
+                    "server.allowed_hosts apply"
+                )
+        else:
+            from localagent._security import TokenFile
+
+            token = TokenFile(self.agent.config_dir).get
+            self.own_port = await MonitorPort.open(config, self.routes(), token)
+            where = self.own_port.url
         self._samples.append(self.metrics.sample(time.monotonic()))
         self.agent.spawn(self._run(), name="monitor ticker")
         self._ready = True
-        paths = "/performance, /performance.json, /metrics, /livez, /readyz"
-        logger.info("monitor listening on %s (%s)", self.url, paths)
+        logger.info("monitor listening on %s (%s)", where, ", ".join(PATHS))
 
     async def _run(self) -> None:
         try:
@@ -166,7 +177,8 @@ class Monitor:
                 except Exception:
                     logger.exception("monitor: a tick failed; the next one runs as usual")
         finally:
-            await self._http.aclose()
+            if self.own_port is not None:
+                await self.own_port.aclose()
 
     # -- what the hooks call -------------------------------------------------
 
@@ -350,45 +362,30 @@ class Monitor:
 
     # -- HTTP ------------------------------------------------------------------
 
-    def respond(self, request: Request) -> Response:
-        """Answer one HTTP request (Host and Origin checks, then the token where needed)."""
-        path = request.path
-        if path not in _PUBLIC and path not in _PROTECTED:
-            return Response.text(HTTPStatus.NOT_FOUND, "not found")
-        headers = request.headers
-        rejection = self._policy.check(
-            request.target, headers.get("host"), headers.get("origin"), headers.get("authorization")
-        )
-        token_optional = path in _PUBLIC or (path == "/metrics" and self.config.open_metrics)
-        if rejection is not None and not (token_optional and rejection.status == 401):
-            extra = {"WWW-Authenticate": "Bearer"} if rejection.status == 401 else {}
-            return Response.text(rejection.status, rejection.reason, **extra)
-        if path == "/livez":
-            return Response.text(HTTPStatus.OK, "ok")
-        if path == "/readyz":
-            return self._readiness()
-        if path == "/metrics":
-            return self._metrics_response()
-        if path == "/performance.json":
-            body = json.dumps(self.snapshot(), allow_nan=False).encode()
-            return Response(HTTPStatus.OK, body, "application/json")
-        return self._dashboard_response()
+    # The handlers get requests that passed the Host, Origin and token checks already.
 
-    def _readiness(self) -> Response:
+    def _liveness(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse.text("ok")
+
+    def _readiness(self, request: HttpRequest) -> HttpResponse:
         health: Health = self.health.current
         if not self._ready:
-            return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, "starting")
+            return HttpResponse.text("starting", HTTPStatus.SERVICE_UNAVAILABLE)
         if health.status == "critical":
             reasons = "; ".join(health.reasons)
-            return Response.text(HTTPStatus.SERVICE_UNAVAILABLE, f"critical: {reasons}")
-        return Response.text(HTTPStatus.OK, health.status)
+            return HttpResponse.text(f"critical: {reasons}", HTTPStatus.SERVICE_UNAVAILABLE)
+        return HttpResponse.text(health.status)
 
-    def _metrics_response(self) -> Response:
+    def _metrics_response(self, request: HttpRequest) -> HttpResponse:
         from ._prometheus import CONTENT_TYPE, exposition
 
-        return Response(HTTPStatus.OK, exposition(self.registry), CONTENT_TYPE)
+        return HttpResponse(HTTPStatus.OK, exposition(self.registry), CONTENT_TYPE)
 
-    def _dashboard_response(self) -> Response:
+    def _snapshot_response(self, request: HttpRequest) -> HttpResponse:
+        body = json.dumps(self.snapshot(), allow_nan=False).encode()
+        return HttpResponse(HTTPStatus.OK, body, "application/json")
+
+    def _dashboard_response(self, request: HttpRequest) -> HttpResponse:
         import secrets
 
         nonce = secrets.token_urlsafe(16)
@@ -398,7 +395,7 @@ class Monitor:
             "frame-ancestors 'none'"
         )
         body = self._dashboard.replace("{{nonce}}", nonce).encode()
-        return Response(
+        return HttpResponse(
             HTTPStatus.OK,
             body,
             "text/html; charset=utf-8",
