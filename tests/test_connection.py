@@ -173,13 +173,15 @@ async def test_over_budget_the_heaviest_connection_is_shed_not_the_one_that_went
         sock, silent = await _silent_client(server)
         with sock:
             sends = [
-                asyncio.create_task(silent.send({"id": n, "result": "x" * MIB})) for n in range(14)
+                # 7 frames of 1 MiB, each counted twice while it is written.
+                asyncio.create_task(silent.send({"id": n, "result": "x" * MIB}))
+                for n in range(7)
             ]
             await _until(lambda: silent.pending_bytes > 13 * MIB, "replies waiting")
             assert budget.shed == 0
             async with Client(server.url, server.token_file.get()) as client:
                 with caplog.at_level(logging.WARNING, logger="localagent"):
-                    # 4 MiB more takes the agent over 16 MiB: the silent client pays.
+                    # 4 MiB more (8 counted) takes the agent over 16 MiB: the silent client pays.
                     assert await client.request("blob", 4 * MIB) == "x" * (4 * MIB)
                 assert budget.shed == 1
                 assert silent.shed_reason == OVER_BUDGET_REASON
