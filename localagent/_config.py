@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ._bootstrap import config_dir  # start-up code uses it without attrs
+from ._paths import CONFIG_FILE_NAME, config_dir
 from .exceptions import ConfigError
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "set_plugin_enabled",
 ]
 
-CONFIG_FILE_NAME = "config.toml"
 #: The cluster's shared secret, in the config directory unless ``cluster_secret_file`` says.
 CLUSTER_SECRET_FILE_NAME = "cluster-secret"
 ENV_PREFIX = "LOCALAGENT_"
