@@ -426,7 +426,7 @@ class ClusterNode:
 
     def _reject(self, error: RejectedEntry, where: str) -> None:
         """Count, report and log (rate-limited, without its content) a rejected entry."""
-        from .._runtime import ErrorContext
+        from .._failures import ErrorContext
 
         kind = type(error).__name__
         self.rejected[kind] += 1
