@@ -24,7 +24,6 @@ OVERSIZED = {
     # issue 21: becomes a package with a module per command group on its own branch
     "localagent/cli.py": "split into localagent/cli/ on the CLI branch",
     "localagent/_cluster/_node.py": "being split",
-    "localagent/builtin/exec.py": "being split",
     "localagent/builtin/fs.py": "being split",
 }
 
