@@ -84,6 +84,8 @@ class AgentRuntime:
         self.url: str | None = None
         self._listening = asyncio.Event()
         self._failure_log = HandlerFailureLog()
+        #: Plugins that asked for their ``[plugins.NAME]`` table (see :meth:`_warn_unread`).
+        self._tables_read: set[str] = set()
 
     # -- the Agent protocol ------------------------------------------------
 
@@ -108,9 +110,11 @@ class AgentRuntime:
         return self._loop
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
+        self._tables_read.add(name)
         return self.settings.plugin_config(name)
 
     def plugin_settings(self, name: str, settings_type: type[SettingsT]) -> SettingsT:
+        self._tables_read.add(name)
         return self.settings.plugin_settings(name, settings_type)
 
     def spawn(
@@ -167,6 +171,25 @@ class AgentRuntime:
             if self.strict:
                 raise PluginError(name, f"on_load failed: {error}") from error
             logger.error("plugin %r disabled: on_load failed: %s", name, error)
+        self._warn_unread()
+
+    def _warn_unread(self) -> None:
+        """Warn about settings in the tables of loaded plugins that read no settings.
+
+        A plugin with settings refuses unknown keys itself (``plugin_settings``);
+        one without (``ping``, ``kv``, ...) never looks, so a key there is a typo
+        or a misplaced table that would otherwise go unnoticed.
+        """
+        for name, table in self.settings.plugins.items():
+            keys = [key for key in table if key != "enabled"]
+            info = self.plugins.info(name)
+            if keys and info is not None and info.registered and name not in self._tables_read:
+                logger.warning(
+                    "%s: %s: plugin %r has no settings; ignored",
+                    self.settings.config_file,
+                    ", ".join(f"plugins.{name}.{key}" for key in keys),
+                    name,
+                )
 
     async def _check_store(self) -> None:
         try:

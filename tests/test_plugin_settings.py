@@ -210,3 +210,30 @@ async def test_on_load_gets_typed_settings_and_a_bad_table_fails_only_that_plugi
         assert good is not None and good.registered
     finally:
         await server.aclose()
+
+
+@pytest.fixture
+def tables_of_plugins_without_settings(isolated_env: Path) -> Path:
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    path = isolated_env / "config.toml"
+    path.write_text(
+        "[plugins.kv]\ncolour = 1\n\n[plugins.ping]\nenabled = true\n\n"
+        "[plugins.absent]\nx = 1\n\n[plugins.exec]\nallow = []\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_a_key_in_the_table_of_a_plugin_without_settings_is_warned_about(
+    tables_of_plugins_without_settings: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with localagent.Server.create(port=0):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    unread = [message for message in warnings if "has no settings" in message]
+    # kv reads no settings; ping's table has only its switch; "absent" is not installed
+    # (a shared config may name plugins this agent lacks); exec reads its table.
+    assert unread == [
+        f"{tables_of_plugins_without_settings}: plugins.kv.colour: "
+        "plugin 'kv' has no settings; ignored"
+    ]
