@@ -24,6 +24,7 @@ from localagent import _client, _plugins, _protocol
 from localagent._config import ENV_PREFIX, AgentSettings, ServerSettings, Settings, load_settings
 from localagent._plugin_settings import settings_fields
 from localagent.builtin.exec import ExecSettings
+from localagent.builtin.fs import FsSettings
 from localagent.cli import main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -264,7 +265,10 @@ def test_configuration_md_example_config_loads(tmp_path: Path) -> None:
 # -- (c2) a built-in plugin's page documents its settings; examples are valid -------
 
 #: The built-in plugins with settings: their settings type and their page.
-BUILTIN_SETTINGS: dict[str, tuple[type[Any], str]] = {"exec": (ExecSettings, "exec.md")}
+BUILTIN_SETTINGS: dict[str, tuple[type[Any], str]] = {
+    "exec": (ExecSettings, "exec.md"),
+    "fs": (FsSettings, "fs.md"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_SETTINGS))

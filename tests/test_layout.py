@@ -23,7 +23,6 @@ SIZED_TREES = ("localagent", "hookspecs/src", "plugins/*/src")
 OVERSIZED = {
     # issue 21: becomes a package with a module per command group on its own branch
     "localagent/cli.py": "split into localagent/cli/ on the CLI branch",
-    "localagent/builtin/fs.py": "being split",
 }
 
 
