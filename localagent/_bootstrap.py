@@ -25,10 +25,10 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict, cast
+from typing import Any, NamedTuple, Protocol, TypedDict, cast
 
-if TYPE_CHECKING:  # pathlib costs more than the rest of this module: paths here are str
-    from pathlib import Path
+# Re-exported: the start-up code finds the config directory through this module.
+from ._paths import CONFIG_FILE_NAME, config_dir, config_path
 
 __all__ = [
     "CACHE_MODULE",
@@ -48,8 +48,6 @@ __all__ = [
 ]
 
 LOAD_PLUGINS_VARIABLE = "LOCALAGENT_LOAD_PLUGINS"
-CONFIG_DIR_VARIABLE = "LOCALAGENT_CONFIG_DIR"
-CONFIG_FILE_NAME = "config.toml"
 
 #: The cache plugin's entry-point name, and the module the bootstrap imports for it.
 CACHE_PLUGIN = "cache"
@@ -161,23 +159,6 @@ class Selection(NamedTuple):
     def discovers(self) -> bool:
         """Whether any third-party plugin can be enabled (else discovery is skipped)."""
         return self.load_only != frozenset() or bool(self.enable)
-
-
-def config_path() -> str:
-    """The user config directory: ``$LOCALAGENT_CONFIG_DIR`` or the platform's."""
-    override = os.environ.get(CONFIG_DIR_VARIABLE)
-    if override:
-        return os.path.expanduser(override)
-    import platformdirs  # only paid for when no override is set
-
-    return platformdirs.user_config_dir("localagent", appauthor=False)
-
-
-def config_dir() -> Path:
-    """:func:`config_path` as a :class:`~pathlib.Path`."""
-    from pathlib import Path
-
-    return Path(config_path())
 
 
 def read_disabled_plugins(directory: str | os.PathLike[str]) -> frozenset[str] | None:

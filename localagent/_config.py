@@ -12,11 +12,11 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
-from ._bootstrap import config_dir  # start-up code uses it without attrs
+from ._paths import CONFIG_FILE_NAME, config_dir
 from .exceptions import ConfigError
 
 __all__ = [
@@ -29,10 +29,11 @@ __all__ = [
     "set_plugin_enabled",
 ]
 
-CONFIG_FILE_NAME = "config.toml"
 #: The cluster's shared secret, in the config directory unless ``cluster_secret_file`` says.
 CLUSTER_SECRET_FILE_NAME = "cluster-secret"
 ENV_PREFIX = "LOCALAGENT_"
+
+SettingsT = TypeVar("SettingsT")
 
 
 def _tuple_of_str(value: Any) -> tuple[str, ...]:
@@ -225,15 +226,19 @@ class Settings:
         config_dir: Directory holding ``config.toml`` and the token.
         server: The ``[server]`` table.
         agent: The ``[agent]`` table.
-        plugins: The ``[plugins.NAME]`` tables, by plugin name. ``enabled =
-            false`` in a table disables that plugin; the other keys are the
-            plugin's own configuration.
+        plugins: The ``[plugins.NAME]`` tables, by plugin name, overrides
+            applied. ``enabled = false`` in a table disables that plugin; the
+            other keys are the plugin's own settings (:meth:`plugin_settings`).
+        plugin_overrides: The ``NAME.KEY`` names in ``plugins`` whose values
+            came from overrides (``--set``, ``load_settings(overrides=...)``)
+            rather than the file; errors name them as such.
     """
 
     config_dir: Path
     server: ServerSettings = attrs.field(factory=ServerSettings)
     agent: AgentSettings = attrs.field(factory=AgentSettings)
     plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    plugin_overrides: frozenset[str] = frozenset()
 
     @property
     def config_file(self) -> Path:
@@ -256,6 +261,23 @@ class Settings:
         """The plugin's own table, without the ``enabled`` switch."""
         table = self.plugins.get(name, {})
         return {key: value for key, value in table.items() if key != "enabled"}
+
+    def plugin_settings(self, name: str, settings_type: type[SettingsT]) -> SettingsT:
+        """The plugin's table as an instance of ``settings_type`` (see
+        :meth:`localagent_hookspecs.Agent.plugin_settings`).
+
+        Raises:
+            ConfigError: An unknown key or a bad value, named with its file or ``--set``.
+        """
+        from ._plugin_settings import convert_plugin_table
+
+        return convert_plugin_table(
+            name,
+            self.plugin_config(name),
+            settings_type,
+            file=self.config_file,
+            overridden=self.plugin_overrides,
+        )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -367,7 +389,15 @@ def load_settings(
             f"cluster {agent.cluster!r} needs Redis: give a URL with --redis, "
             f"{ENV_PREFIX}REDIS or [agent] redis"
         )
-    return Settings(config_dir=directory, server=server, agent=agent, plugins=plugin_tables)
+    return Settings(
+        config_dir=directory,
+        server=server,
+        agent=agent,
+        plugins=plugin_tables,
+        plugin_overrides=frozenset(
+            key for key, value in (overrides or {}).items() if "." in key and value is not None
+        ),
+    )
 
 
 def _with_plugin_overrides(

@@ -13,9 +13,8 @@ import time
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import CoroutineType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-import attrs
 from localagent_hookspecs import (
     Connection,
     KeyValueStore,
@@ -23,7 +22,6 @@ from localagent_hookspecs import (
     MessageError,
     RouteHandler,
     SendFunc,
-    Stage,
 )
 from pluggy import HookImpl
 from websockets.asyncio.connection import Connection as WebSocket
@@ -34,16 +32,19 @@ from ._budget import OutboundBudget, heaviest
 from ._config import Settings
 from ._connection import WebSocketConnection
 from ._dispatch import Dispatcher, HandlerFailed, discard
+from ._failures import ErrorContext, HandlerFailureLog, error_reply_for, report
 from ._plugins import LoadedPlugins
-from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
+from ._protocol import INTERNAL_ERROR, Invalid, parse_frame
 from ._protocol import Message as Parsed
 from ._routes import LOADING_PLUGIN, RouteTable
 from ._stores import open_store
 from .exceptions import ConfigError, ConnectionLost, PluginError
 
-__all__ = ["AgentRuntime", "ErrorContext", "Replying"]
+__all__ = ["AgentRuntime", "Replying"]
 
 logger = logging.getLogger("localagent")
+
+SettingsT = TypeVar("SettingsT")
 
 INTERNAL_ERROR_CLOSE = 1011
 #: Close code and reason for a connection shed to keep the agent within its outbound budget.
@@ -55,22 +56,6 @@ class Replying(Connection, Protocol):
     """A connection the runtime replies on: its send path is what ``send`` calls."""
 
     send_path: SendFunc
-
-
-@attrs.frozen
-class ErrorContext:
-    """Where a failure happened (see :class:`localagent_hookspecs.ErrorContext`)."""
-
-    stage: Stage
-    plugin: str | None = None
-    connection: Connection | None = None
-    message: Message | None = None
-
-
-def _error_reply_for(msg_id: str | int | None, error: BaseException) -> dict[str, Any]:
-    if isinstance(error, MessageError):
-        return error_reply(msg_id, error.code, error.message, error.details)
-    return error_reply(msg_id, INTERNAL_ERROR, f"the handler failed: {type(error).__name__}")
 
 
 class AgentRuntime:
@@ -102,7 +87,9 @@ class AgentRuntime:
         #: ``ws://host:port`` once a server listens for this runtime (see :meth:`listening`).
         self.url: str | None = None
         self._listening = asyncio.Event()
-        self._logged_failures: set[tuple[str | None, str, type[BaseException]]] = set()
+        self._failure_log = HandlerFailureLog()
+        #: Plugins that asked for their ``[plugins.NAME]`` table (see :meth:`_warn_unread`).
+        self._tables_read: set[str] = set()
 
     # -- the Agent protocol ------------------------------------------------
 
@@ -127,7 +114,12 @@ class AgentRuntime:
         return self._loop
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
+        self._tables_read.add(name)
         return self.settings.plugin_config(name)
+
+    def plugin_settings(self, name: str, settings_type: type[SettingsT]) -> SettingsT:
+        self._tables_read.add(name)
+        return self.settings.plugin_settings(name, settings_type)
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None
@@ -187,6 +179,25 @@ class AgentRuntime:
             if self.strict:
                 raise PluginError(name, f"on_load failed: {error}") from error
             logger.error("plugin %r disabled: on_load failed: %s", name, error)
+        self._warn_unread()
+
+    def _warn_unread(self) -> None:
+        """Warn about settings in the tables of loaded plugins that read no settings.
+
+        A plugin with settings refuses unknown keys itself (``plugin_settings``);
+        one without (``ping``, ``kv``, ...) never looks, so a key there is a typo
+        or a misplaced table that would otherwise go unnoticed.
+        """
+        for name, table in self.settings.plugins.items():
+            keys = [key for key in table if key != "enabled"]
+            info = self.plugins.info(name)
+            if keys and info is not None and info.registered and name not in self._tables_read:
+                logger.warning(
+                    "%s: %s: plugin %r has no settings; ignored",
+                    self.settings.config_file,
+                    ", ".join(f"plugins.{name}.{key}" for key in keys),
+                    name,
+                )
 
     async def _check_store(self) -> None:
         try:
@@ -234,16 +245,7 @@ class AgentRuntime:
         Implementations are called one at a time, in pluggy's order, so one that
         raises is logged and the next still sees the failure.
         """
-        for impl in reversed(self.pm.hook.on_error.get_hookimpls()):
-            arguments = {"error": error, "context": context}
-            try:
-                chosen = impl.function(*(arguments[name] for name in impl.argnames))
-            except Exception:
-                logger.exception("on_error of plugin %r failed", self.pm.get_name(impl.plugin))
-                continue
-            if isinstance(chosen, MessageError):
-                return chosen
-        return None
+        return report(self.pm, error, context)
 
     def _report_connection(self, error: BaseException, connection: WebSocketConnection) -> None:
         self.report(error, ErrorContext("close", connection=connection))
@@ -462,7 +464,7 @@ class AgentRuntime:
             fallback = chosen or MessageError(
                 INTERNAL_ERROR, f"the reply is not JSON-serialisable: {error}"
             )
-            reply = _error_reply_for(reply.get("id"), fallback)
+            reply = error_reply_for(reply.get("id"), fallback)
         else:
             logger.error("send path of %s failed; replying directly", connection.id, exc_info=error)
         await connection.send_frame(_codec.dumps(reply))
@@ -475,34 +477,14 @@ class AgentRuntime:
         if not isinstance(error, Exception):
             raise error  # CancelledError, KeyboardInterrupt: not ours to swallow
         if not isinstance(error, MessageError):
-            self._log_handler_failure(message, failed.plugin, error)
+            self._failure_log.log(message, failed.plugin, error)
         context = ErrorContext(
             "message", plugin=failed.plugin, connection=connection, message=message
         )
         chosen = self.report(error, context)
-        await self._reply(connection, message, _error_reply_for(message.id, chosen or error))
-
-    def _log_handler_failure(self, message: Message, plugin: str | None, error: Exception) -> None:
-        """Log a handler's exception: with its traceback the first time, briefly after.
-
-        A handler that fails on every request would otherwise write a traceback
-        per message; formatting one costs more than serving the message, and
-        ``on_error`` still sees every failure.
-        """
-        key = (plugin, message.type, type(error))
-        if key in self._logged_failures:
-            logger.debug("handler for %r (plugin %r) failed again: %r", message.type, plugin, error)
-            return
-        if len(self._logged_failures) < 1000:  # bounded: distinct failure kinds only
-            self._logged_failures.add(key)
-        logger.error(
-            "handler for %r (plugin %r) failed (later failures of this kind are logged at DEBUG)",
-            message.type,
-            plugin,
-            exc_info=error,
-        )
+        await self._reply(connection, message, error_reply_for(message.id, chosen or error))
 
     async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
         error = MessageError(invalid.code, invalid.reason)
         chosen = self.report(error, ErrorContext("message", connection=connection))
-        await self._reply(connection, None, _error_reply_for(invalid.id, chosen or error))
+        await self._reply(connection, None, error_reply_for(invalid.id, chosen or error))

@@ -17,9 +17,10 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED
 
 from ._config import Settings, load_settings
+from ._failures import ErrorContext
 from ._http import RouteResponder
 from ._plugins import load_plugins
-from ._runtime import AgentRuntime, ErrorContext
+from ._runtime import AgentRuntime
 from ._security import HandshakePolicy, TokenFile, is_loopback, redacting_logger
 from .exceptions import ConfigError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ import pytest
 from localagent_hookspecs import PROJECT_NAME, hookspecs
 
 from localagent import _client, _plugins, _protocol
-from localagent._config import ENV_PREFIX, AgentSettings, ServerSettings, load_settings
+from localagent._config import ENV_PREFIX, AgentSettings, ServerSettings, Settings, load_settings
+from localagent._plugin_settings import settings_fields
+from localagent.builtin.exec import ExecSettings
+from localagent.builtin.fs import FsSettings
 from localagent.cli import main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -262,6 +266,36 @@ def test_configuration_md_example_config_loads(tmp_path: Path) -> None:
     for block in blocks:
         (tmp_path / "config.toml").write_text(block, encoding="utf-8")
         load_settings(directory=tmp_path, environ={})  # raises ConfigError if it is wrong
+
+
+# -- (c2) a built-in plugin's page documents its settings; examples are valid -------
+
+#: The built-in plugins with settings: their settings type and their page.
+BUILTIN_SETTINGS: dict[str, tuple[type[Any], str]] = {
+    "exec": (ExecSettings, "exec.md"),
+    "fs": (FsSettings, "fs.md"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_SETTINGS))
+def test_a_builtin_plugins_page_documents_exactly_its_settings(name: str) -> None:
+    settings_type, page = BUILTIN_SETTINGS[name]
+    section = _sections(_read(page))["Configuration"]
+    keys = re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE)
+    assert keys == list(settings_fields(settings_type)), f"{page}'s settings table is stale"
+
+
+def test_documented_tables_of_builtin_plugins_are_valid_settings() -> None:
+    checked = set()
+    for page in PAGES:
+        for block in re.findall(r"```toml\n(.*?)```", _read(page), re.DOTALL):
+            tables = tomllib.loads(block).get("plugins", {})
+            for name, (settings_type, _page) in BUILTIN_SETTINGS.items():
+                if name in tables:  # raises ConfigError if the example is wrong
+                    settings = Settings(config_dir=Path("/cfg"), plugins={name: tables[name]})
+                    settings.plugin_settings(name, settings_type)
+                    checked.add(name)
+    assert checked == set(BUILTIN_SETTINGS), "no example table found for some plugins"
 
 
 # -- (d) protocol.md documents every error code ------------------------------

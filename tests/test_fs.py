@@ -29,6 +29,7 @@ from localagent import Client, ReplyError, Server
 from localagent.builtin import _workspace
 from localagent.builtin import fs as fs_plugin
 from localagent.builtin._workspace import PathRefused
+from localagent.builtin.fs._errors import os_error
 
 MESSAGES = ("fs.read", "fs.write", "fs.list", "fs.stat", "fs.delete")
 SECRET = b"the secret outside the workspace\n"
@@ -440,7 +441,7 @@ async def test_permission_denied(client: Client, workspace: Path) -> None:
     ],
 )
 def test_os_errors_map_to_codes_naming_only_the_relative_path(number: int, code: str) -> None:
-    error = fs_plugin._os_error(OSError(number, "ignored", "/host/secret/path"), "a/b.txt")
+    error = os_error(OSError(number, "ignored", "/host/secret/path"), "a/b.txt")
     assert error.code == code
     assert code in fs_plugin.ERROR_CODES
     assert error.message.startswith("a/b.txt: ")
@@ -567,27 +568,28 @@ async def test_root_setting_moves_the_root(isolated_env: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("table", "fragment"),
     [
-        ("max_read = 10", "unknown key(s) max_read (known: max_read_bytes, max_write_bytes, root)"),
-        ('max_read_bytes = "4M"', "max_read_bytes must be a positive integer (bytes), not '4M'"),
-        ("max_write_bytes = 0", "max_write_bytes must be a positive integer"),
-        ("max_write_bytes = true", "max_write_bytes must be a positive integer"),
-        ("max_write_bytes = 1.5", "max_write_bytes must be a positive integer"),
+        ("max_read = 10", "plugins.fs.max_read: unknown setting (known: max_read_bytes, "),
+        ('max_read_bytes = "4M"', "plugins.fs.max_read_bytes = '4M': expected int, got str"),
+        ("max_write_bytes = 0", "plugins.fs.max_write_bytes = 0: 'max_write_bytes' must be > 0"),
+        ("max_write_bytes = true", "max_write_bytes = True: expected int, got bool"),
+        ("max_write_bytes = 1.5", "max_write_bytes = 1.5: expected int, got float"),
         ('root = "relative/dir"', "root must be an absolute path, not 'relative/dir'"),
-        ("root = 5", "root must be a directory path"),
+        ("root = 5", "plugins.fs.root = 5: expected a path (a non-empty string), got 5"),
+        ('root = ""', "plugins.fs.root = '': expected a path (a non-empty string)"),
     ],
 )
 async def test_bad_config_fails_on_load(isolated_env: Path, table: str, fragment: str) -> None:
     async with _agent_with(isolated_env, table) as (server, client):
         info = server.runtime.plugins.info("fs")
         assert info is not None and info.error is not None
-        assert "ConfigError: [plugins.fs]: " in info.error
+        assert f"ConfigError: {isolated_env / 'config.toml'}: " in info.error
         assert fragment in info.error
         assert (await _error(client, "fs.read", {"path": "x"})).code == "unknown_type"
 
 
 async def test_bad_config_is_fatal_with_strict(isolated_env: Path) -> None:
     _write_config(isolated_env, "bogus = 1")
-    with pytest.raises(localagent.PluginError, match=r"'fs'.*unknown key\(s\) bogus"):
+    with pytest.raises(localagent.PluginError, match=r"'fs'.*plugins\.fs\.bogus: unknown setting"):
         async with Server.create(port=0, strict=True, options=["no:kv", "no:exec"]):
             pass
 
@@ -813,8 +815,8 @@ class _Message:
 class _Agent:
     workspace: Path
 
-    def plugin_config(self, name: str) -> dict[str, Any]:
-        return {}
+    def plugin_settings(self, name: str, settings_type: type[Any]) -> Any:
+        return settings_type()  # an empty [plugins.fs] table
 
 
 @pytest.fixture

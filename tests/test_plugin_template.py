@@ -35,6 +35,7 @@ def _rename(copy: Path, name: str) -> None:
     _replace(pyproject, 'packages = ["src/localagent_template"]', f'packages = ["src/{module}"]')
     _replace(pyproject, 'template = "localagent_template:Plugin"', f'{name} = "{module}:Plugin"')
     _replace(copy / "src" / module / "__init__.py", "template.hello", f"{name}.hello")  # 5.
+    _replace(copy / "src" / module / "__init__.py", 'NAME = "template"', f"NAME = {name!r}")
     tests = copy / "tests" / f"test_{name}_plugin.py"
     (copy / "tests" / "test_template_plugin.py").rename(tests)  # 6. tests
     _replace(tests, "template.hello", f"{name}.hello")

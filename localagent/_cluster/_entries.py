@@ -37,6 +37,7 @@ __all__ = [
     "decode_request",
     "encode_broadcast",
     "encode_presence",
+    "flat",
     "is_final_reply",
 ]
 
@@ -49,6 +50,11 @@ _REQUEST, _REPLY, _EVENT = b"request", b"reply", b"event"
 
 #: How old a broadcast or presence event may be (pub/sub delivers at once or never).
 EVENT_MAX_AGE_SECONDS: Final = 60.0
+
+
+def flat(fields: Fields) -> list[bytes]:
+    """``fields`` as the names and values, alternating, that ``XADD`` takes."""
+    return [part for pair in fields.items() for part in pair]
 
 
 class EntryError(ValueError):

@@ -97,7 +97,11 @@ async def test_a_bad_request_is_answered_with_bad_request(
 
 @pytest.mark.parametrize(
     ("hello_table", "complaint"),
-    [("greeting = 3", "greeting must be a non-empty string"), ("colour = 1", "unknown key")],
+    [
+        ("greeting = 3", "plugins.hello.greeting = 3: expected str, got int"),
+        ('greeting = ""', "Length of 'greeting' must be >= 1"),
+        ("colour = 1", r"plugins.hello.colour: unknown setting \(known: greeting\)"),
+    ],
 )
 async def test_a_bad_config_table_fails_the_plugin(
     localagent_settings: localagent.Settings, complaint: str

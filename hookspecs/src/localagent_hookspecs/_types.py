@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 if TYPE_CHECKING:  # asyncio costs ~40 ms to import; CLI commands that never run a loop skip it
     import asyncio
@@ -38,6 +38,9 @@ CloseCallback: TypeAlias = Callable[[], Awaitable[None] | None]
 
 #: Where a failure happened, as reported to ``on_error``.
 Stage: TypeAlias = Literal["load", "connect", "message", "send", "transport", "close"]
+
+#: A plugin's settings type, as given to :meth:`Agent.plugin_settings`.
+SettingsT = TypeVar("SettingsT")
 
 
 class BufferSource(Protocol):
@@ -255,7 +258,38 @@ class Agent(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
-        """Return the config's ``[plugins.NAME]`` table without ``enabled`` (empty if absent)."""
+        """Return the config's ``[plugins.NAME]`` table without ``enabled`` (empty if absent).
+
+        The raw TOML values, unchecked; :meth:`plugin_settings` checks them.
+        """
+
+    def plugin_settings(self, name: str, settings_type: type[SettingsT]) -> SettingsT:
+        """Return the ``[plugins.NAME]`` table as an instance of ``settings_type``.
+
+        ``settings_type`` is the plugin's declaration of its settings: a
+        frozen attrs class (or a msgspec ``Struct``, or a dataclass) whose
+        fields are the keys, whose annotations are their types and whose
+        defaults apply to missing keys. Values are checked strictly against
+        the annotations (``"10"`` is not an ``int``; an ``int`` is accepted for
+        a ``float``; a TOML array for a ``tuple``; a string for a
+        ``pathlib.Path``, ``~`` expanded), then the type's own validators run.
+        ``localagent serve --set NAME.KEY=VALUE`` overrides apply.
+
+        Args:
+            name: The plugin's name (its entry point's name).
+            settings_type: The type to build.
+
+        Returns:
+            A ``settings_type`` instance.
+
+        Raises:
+            Exception: ``localagent.ConfigError`` for a key the type does not
+                declare (the message lists the known ones) or a value it
+                refuses; the message names the key, what was expected and the
+                config file (or the ``--set`` flag) it came from. Raised from
+                ``on_load``, it marks the plugin as failed and the agent
+                serves without it.
+        """
 
     def spawn(
         self, coroutine: Coroutine[Any, Any, Any], *, name: str | None = None

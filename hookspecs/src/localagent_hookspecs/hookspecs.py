@@ -28,7 +28,7 @@ def on_load(agent: Agent) -> Awaitable[None] | None:
     """Prepare the plugin once per process, after every enabled plugin is registered.
 
     Called once, before the server accepts its first connection. Typical work:
-    read the plugin's configuration with ``agent.plugin_config(name)``, open
+    read the plugin's settings with ``agent.plugin_settings(name, Settings)``, open
     pools, warm caches, start background tasks with ``agent.spawn()``.
 
     The implementations of all plugins run concurrently: each may return an

@@ -14,13 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from localagent_batching import (
-    BatchingConfig,
-    BatchSendError,
-    MessageBatcher,
-    Plugin,
-    parse_config,
-)
+from localagent_batching import NAME, BatchingConfig, BatchSendError, MessageBatcher, Plugin
 from websockets.asyncio.client import ClientConnection, connect
 
 import localagent
@@ -338,34 +332,43 @@ def test_bad_batcher_arguments_are_refused(arguments: dict[str, Any], complaint:
 # -- configuration ----------------------------------------------------------
 
 
+def settings(**table: Any) -> BatchingConfig:
+    """``table`` as ``[plugins.batching]``, read the way ``on_load`` reads it."""
+    config = localagent.Settings(config_dir=Path("/cfg"), plugins={NAME: table})
+    return config.plugin_settings(NAME, BatchingConfig)
+
+
 def test_the_defaults() -> None:
-    assert parse_config({}) == BatchingConfig(max_batch=50, interval=0.005, max_queue=1000)
-    assert parse_config({"max_batch": 10}).max_queue == 200
-    assert parse_config({"max_batch": 10, "interval": 0, "max_queue": 10}) == BatchingConfig(
-        10, 0.0, 10
+    assert settings() == BatchingConfig(max_batch=50, interval=0.005, max_queue=None)
+    assert settings(max_batch=10).max_queue is None  # the batcher makes it 20 * max_batch
+    assert MessageBatcher(Inner(), max_batch=10, max_queue=None).max_queue == 200
+    assert settings(max_batch=10, interval=0, max_queue=10) == BatchingConfig(
+        max_batch=10, interval=0.0, max_queue=10
     )
 
 
 @pytest.mark.parametrize(
-    ("table", "key"),
+    ("table", "complaint"),
     [
-        ({"colour": 1}, "colour"),
-        ({"max_batch": 0}, "max_batch"),
-        ({"max_batch": 2.5}, "max_batch"),
-        ({"max_batch": True}, "max_batch"),
-        ({"max_batch": "50"}, "max_batch"),
-        ({"interval": -0.1}, "interval"),
-        ({"interval": "fast"}, "interval"),
-        ({"interval": float("nan")}, "interval"),
-        ({"interval": False}, "interval"),
-        ({"max_queue": 49}, "max_queue"),
-        ({"max_batch": 20, "max_queue": 10}, "max_queue"),
-        ({"max_queue": 1.5e3}, "max_queue"),
+        ({"colour": 1}, "plugins.batching.colour: unknown setting"),
+        ({"max_batch": 0}, "plugins.batching.max_batch = 0: 'max_batch' must be >= 1"),
+        ({"max_batch": 2.5}, "plugins.batching.max_batch = 2.5: expected int, got float"),
+        ({"max_batch": True}, "plugins.batching.max_batch = True: expected int, got bool"),
+        ({"max_batch": "50"}, "plugins.batching.max_batch = '50': expected int, got str"),
+        ({"interval": -0.1}, "plugins.batching.interval = -0.1: interval must be a number"),
+        ({"interval": "fast"}, "plugins.batching.interval = 'fast': expected float, got str"),
+        ({"interval": float("nan")}, "plugins.batching.interval = nan: interval must be"),
+        ({"interval": False}, "plugins.batching.interval = False: expected float, got bool"),
+        ({"max_queue": 49}, "plugins.batching.max_queue = 49: max_queue (49) must be at least"),
+        ({"max_batch": 20, "max_queue": 10}, "[plugins.batching]: max_queue (10) must be at"),
+        ({"max_queue": 1.5e3}, "plugins.batching.max_queue = 1500.0: expected int, got float"),
     ],
 )
-def test_a_bad_config_value_names_its_key(table: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError, match=f"batching.*{key}"):
-        parse_config(table)
+def test_a_bad_config_value_names_its_key(table: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(localagent.ConfigError) as caught:
+        settings(**table)
+    assert str(caught.value).startswith("/cfg/config.toml: ")
+    assert complaint in str(caught.value)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from localagent_batching import Plugin as Batching
 from localagent_bench._context import BenchContext
 from localagent_bench.areas import load_areas
 from localagent_hookspecs import handles, hookimpl
-from localagent_mempool import BufferPool, MempoolConfig, Plugin, parse_config
+from localagent_mempool import NAME, BufferPool, MempoolConfig, Plugin
 from websockets.asyncio.client import ClientConnection, connect
 
 import localagent
@@ -80,15 +80,21 @@ def test_a_buffer_from_a_larger_class_serves_a_smaller_frame() -> None:
     assert pool.acquire(3000) is big  # 3000 is class 2**11; 4097 bytes allocated is 2**12
 
 
+def settings(**table: Any) -> MempoolConfig:
+    """``table`` as ``[plugins.mempool]``, read the way ``on_load`` reads it."""
+    config = localagent.Settings(config_dir=Path("/cfg"), plugins={NAME: table})
+    return config.plugin_settings(NAME, MempoolConfig)
+
+
 def test_config_is_validated() -> None:
-    assert parse_config({}) == MempoolConfig()
-    assert parse_config({"max_per_class": 2}).max_per_class == 2
-    with pytest.raises(ValueError, match="unknown key"):
-        parse_config({"size": 1})
-    with pytest.raises(ValueError, match="max_pooled must be an integer >= 0"):
-        parse_config({"max_pooled": -1})
-    with pytest.raises(ValueError, match="max_buffer"):
-        parse_config({"max_buffer": 1.5})
+    assert settings() == MempoolConfig()
+    assert settings(max_per_class=2).max_per_class == 2
+    with pytest.raises(localagent.ConfigError, match=r"plugins\.mempool\.size: unknown setting"):
+        settings(size=1)
+    with pytest.raises(localagent.ConfigError, match="max_pooled = -1: 'max_pooled' must be >= 0"):
+        settings(max_pooled=-1)
+    with pytest.raises(localagent.ConfigError, match=r"max_buffer = 1\.5: expected int, got float"):
+        settings(max_buffer=1.5)
 
 
 def test_the_bench_runs_its_areas_with_it_off_and_on() -> None:

@@ -5,19 +5,28 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from localagent_monitor import DEFAULT_TYPES, MonitorConfig, parse_config
+from localagent_monitor import DEFAULT_TYPES, NAME, MonitorConfig
 from localagent_monitor._health import HealthTracker, Reading, assess
 from localagent_monitor._metrics import BUCKETS, MAX_KEYS, OTHER, Metrics, percentile
 from localagent_monitor._optimizer import AutoOptimizer
 from localagent_monitor._port import OPEN_TIMEOUT
 
+import localagent
+
 # -- config ------------------------------------------------------------------
 
 
+def settings(table: dict[str, Any]) -> MonitorConfig:
+    """``table`` as ``[plugins.monitor]``, read the way ``on_load`` reads it."""
+    config = localagent.Settings(config_dir=Path("/cfg"), plugins={NAME: table})
+    return config.plugin_settings(NAME, MonitorConfig)
+
+
 def test_the_defaults_monitor_the_state_changing_types_on_the_agents_port() -> None:
-    config = parse_config({})
+    config = settings({})
     assert config == MonitorConfig()
     assert config.port is None  # no port of its own: the agent's
     assert config.types == DEFAULT_TYPES
@@ -25,34 +34,36 @@ def test_the_defaults_monitor_the_state_changing_types_on_the_agents_port() -> N
 
 
 def test_config_values_are_read() -> None:
-    config = parse_config(
+    config = settings(
         {"port": 0, "types": ["echo"], "all_paths": True, "tick": 0.5, "batch_above": 300}
     )
     assert (config.port, config.types, config.all_paths, config.tick) == (0, ("echo",), True, 0.5)
     assert config.batch_above == 300.0
+    assert settings({"host": "[::1]"}).host == "::1"
 
 
 @pytest.mark.parametrize(
     ("table", "named"),
     [
-        ({"nope": 1}, "nope"),
-        ({"port": 70000}, "port"),
-        ({"port": "80"}, "port"),
-        ({"host": "0.0.0.0"}, "host"),
-        ({"host": "example.com"}, "host"),
-        ({"types": "echo"}, "types"),
-        ({"types": [""]}, "types"),
-        ({"all_paths": "yes"}, "all_paths"),
-        ({"tick": 0}, "tick"),
-        ({"warn_p99_ms": -1}, "warn_p99_ms"),
-        ({"warn_queue": float("nan")}, "warn_queue"),
-        ({"warn_p99_ms": 10, "critical_p99_ms": 5}, "warn_p99_ms"),
-        ({"batch_above": 10, "unbatch_below": 10}, "unbatch_below"),
+        ({"nope": 1}, "plugins.monitor.nope: unknown setting"),
+        ({"port": 70000}, "port = 70000: port must be an integer 0-65535"),
+        ({"port": "80"}, "port = '80': expected int, got str"),
+        ({"host": "0.0.0.0"}, "host = '0.0.0.0': host must be a loopback address"),
+        ({"host": "example.com"}, "host must be a loopback address"),
+        ({"types": "echo"}, "types = 'echo': expected array, got str"),
+        ({"types": [""]}, "types must be a list of non-empty strings"),
+        ({"all_paths": "yes"}, "all_paths = 'yes': expected bool, got str"),
+        ({"tick": 0}, "tick = 0: tick must be greater than 0"),
+        ({"warn_p99_ms": -1}, "warn_p99_ms = -1: warn_p99_ms must be a number >= 0"),
+        ({"warn_queue": float("nan")}, "warn_queue must be a number >= 0"),
+        ({"warn_p99_ms": 10, "critical_p99_ms": 5}, "warn_p99_ms (10.0) exceeds critical_p99"),
+        ({"batch_above": 10, "unbatch_below": 10}, "unbatch_below (10.0) must be below"),
     ],
 )
-def test_a_bad_config_is_refused_naming_the_key(table: dict[str, object], named: str) -> None:
-    with pytest.raises(ValueError, match=named):
-        parse_config(table)
+def test_a_bad_config_is_refused_naming_the_key(table: dict[str, Any], named: str) -> None:
+    with pytest.raises(localagent.ConfigError) as caught:
+        settings(table)
+    assert named in str(caught.value)
 
 
 # -- metrics -----------------------------------------------------------------
@@ -167,7 +178,7 @@ def test_the_documented_config_examples_are_valid(page: str) -> None:
     blocks = re.findall(r"```toml\n(.*?)```", (ROOT / page).read_text(encoding="utf-8"), re.DOTALL)
     assert blocks
     for block in blocks:
-        parse_config(tomllib.loads(block)["plugins"]["monitor"])
+        settings(tomllib.loads(block)["plugins"]["monitor"])
 
 
 def test_the_documented_timeout_of_its_own_port_is_the_servers() -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 import redis
-from localagent_pooling import PoolingConfig, parse_config
+from localagent_pooling import NAME, PoolingConfig
 from localagent_pooling._redis_pool import SETINFO_SINCE, redis_version
 
+import localagent
 from localagent import Client, ReplyError, Server
 from localagent.testing import RedisServer
 
@@ -145,29 +147,37 @@ async def test_redis_down_at_start_leaves_the_store_working_later(
 # -- configuration -----------------------------------------------------------------
 
 
+def settings(**table: Any) -> PoolingConfig:
+    """``table`` as ``[plugins.pooling]``, read the way ``on_load`` reads it."""
+    config = localagent.Settings(config_dir=Path("/cfg"), plugins={NAME: table})
+    return config.plugin_settings(NAME, PoolingConfig)
+
+
 def test_the_defaults() -> None:
-    config = parse_config({})
+    config = settings()
     assert config == PoolingConfig()
     assert (config.min_size, config.max_size, config.redis_setinfo) == (2, 10, "auto")
+    assert settings(prewarm=["ws://127.0.0.1:1"]).prewarm == ("ws://127.0.0.1:1",)
 
 
 @pytest.mark.parametrize(
-    ("table", "key"),
+    ("table", "complaint"),
     [
-        ({"max_size": 0}, "max_size"),
-        ({"min_size": 11}, "min_size"),
-        ({"acquire_timeout": 0}, "acquire_timeout"),
-        ({"idle_timeout": "1"}, "idle_timeout"),
-        ({"prewarm": ["http://x"]}, "prewarm"),
-        ({"redis_setinfo": "sometimes"}, "redis_setinfo"),
-        ({"redis_pipelining": 1}, "redis_pipelining"),
-        ({"redis_min_connections": 99}, "redis_min_connections"),
-        ({"nope": 1}, "nope"),
+        ({"max_size": 0}, "plugins.pooling.max_size = 0: 'max_size' must be >= 1"),
+        ({"min_size": 11}, "plugins.pooling.min_size = 11: min_size (11) must be at most max_size"),
+        ({"acquire_timeout": 0}, "acquire_timeout = 0: acquire_timeout must be a number of"),
+        ({"idle_timeout": "1"}, "plugins.pooling.idle_timeout = '1': expected float, got str"),
+        ({"prewarm": ["http://x"]}, "prewarm: 'http://x' is not a ws:// or wss:// URL"),
+        ({"redis_setinfo": "sometimes"}, "expected one of 'always', 'auto', 'never'"),
+        ({"redis_pipelining": 1}, "plugins.pooling.redis_pipelining = 1: expected bool, got int"),
+        ({"redis_min_connections": 99}, "redis_min_connections (99) must be at most"),
+        ({"nope": 1}, "plugins.pooling.nope: unknown setting (known: min_size, max_size"),
     ],
 )
-def test_a_bad_config_value_names_its_key(table: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError, match=key):
-        parse_config(table)
+def test_a_bad_config_value_names_its_key(table: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(localagent.ConfigError) as caught:
+        settings(**table)
+    assert complaint in str(caught.value)
 
 
 async def test_a_bad_config_disables_the_plugin_not_the_agent(localagent_config_dir: Any) -> None:

@@ -11,13 +11,24 @@ Configuration, in ``config.toml``::
 
 from __future__ import annotations
 
+import attrs
 from localagent_hookspecs import Agent, Connection, Message, MessageError, handles, hookimpl
 
-__all__ = ["DEFAULT_GREETING", "NAME", "Plugin"]
+__all__ = ["NAME", "HelloSettings", "Plugin"]
 
 #: The plugin's name: its entry point and its ``[plugins.hello]`` config table.
 NAME = "hello"
-DEFAULT_GREETING = "hello"
+
+
+@attrs.frozen
+class HelloSettings:
+    """The ``[plugins.hello]`` table.
+
+    Attributes:
+        greeting: The word replies start with.
+    """
+
+    greeting: str = attrs.field(default="hello", validator=attrs.validators.min_len(1))
 
 
 class Plugin:
@@ -26,29 +37,22 @@ class Plugin:
     The entry point names this class, so each agent gets its own instance.
 
     Attributes:
-        greeting: The word replies start with (``[plugins.hello] greeting``).
+        settings: What ``[plugins.hello]`` says, read in ``on_load``.
     """
 
     def __init__(self) -> None:
-        self.greeting = DEFAULT_GREETING
+        self.settings = HelloSettings()
 
     @hookimpl
     def on_load(self, agent: Agent) -> None:
         """Read ``[plugins.hello]``.
 
         Raises:
-            ValueError: The table has a key other than ``greeting``, or the
+            ConfigError: The table has a key other than ``greeting``, or the
                 greeting is not a non-empty string. The agent then reports the
                 plugin as failed and serves without it.
         """
-        config = agent.plugin_config(NAME)
-        unknown = sorted(set(config) - {"greeting"})
-        if unknown:
-            raise ValueError(f"[plugins.{NAME}]: unknown key(s) {', '.join(unknown)}")
-        greeting = config.get("greeting", DEFAULT_GREETING)
-        if not isinstance(greeting, str) or not greeting:
-            raise ValueError(f"[plugins.{NAME}]: greeting must be a non-empty string")
-        self.greeting = greeting
+        self.settings = agent.plugin_settings(NAME, HelloSettings)
 
     @hookimpl
     async def on_connect(self, connection: Connection) -> None:
@@ -71,4 +75,4 @@ class Plugin:
         name = data["name"]
         if not isinstance(name, str) or not name:
             raise MessageError("bad_request", f"{message.type}: 'name' must be a non-empty string")
-        return {"greeting": f"{self.greeting}, {name}"}
+        return {"greeting": f"{self.settings.greeting}, {name}"}

@@ -16,55 +16,47 @@ Configuration, in ``config.toml`` (all optional)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+import attrs
 from localagent_hookspecs import Agent, Connection, SendFunc, hookimpl
 
-from ._defaults import DEFAULT_INTERVAL, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_FACTOR
+from ._defaults import DEFAULT_INTERVAL, DEFAULT_MAX_BATCH
 
 if TYPE_CHECKING:  # the batcher needs asyncio (~20 ms); `plugins list` imports this module
     from ._batcher import BatchSendError, MessageBatcher
 
-__all__ = ["NAME", "BatchSendError", "BatchingConfig", "MessageBatcher", "Plugin", "parse_config"]
+__all__ = ["NAME", "BatchSendError", "BatchingConfig", "MessageBatcher", "Plugin"]
 
 #: The plugin's name: its entry point, its ``[plugins.batching]`` table and its
 #: key in ``connection.state``.
 NAME: Final = "batching"
 
 
-@dataclass(frozen=True)
+def _seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be a number >= 0 (seconds), not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
 class BatchingConfig:
-    """The ``[plugins.batching]`` settings (see :class:`MessageBatcher` for their meaning)."""
+    """The ``[plugins.batching]`` settings (see :class:`MessageBatcher` for their meaning).
 
-    max_batch: int = DEFAULT_MAX_BATCH
-    interval: float = DEFAULT_INTERVAL
-    max_queue: int = DEFAULT_QUEUE_FACTOR * DEFAULT_MAX_BATCH
-
-
-def _integer(table: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
-    value = table.get(key, default)
-    if type(value) is not int or value < minimum:
-        raise ValueError(f"[plugins.{NAME}] {key} must be an integer >= {minimum}, not {value!r}")
-    return value
-
-
-def parse_config(table: Mapping[str, Any]) -> BatchingConfig:
-    """Validate a ``[plugins.batching]`` table (without ``enabled``).
-
-    Raises:
-        ValueError: For an unknown key or a bad value; the message names the key.
+    Attributes:
+        max_batch: Most messages per frame.
+        interval: Seconds the writer may linger for a batch to fill under load.
+        max_queue: Messages waiting before senders wait (``None``: 20 * ``max_batch``).
     """
-    unknown = sorted(set(table) - {"max_batch", "interval", "max_queue"})
-    if unknown:
-        raise ValueError(f"[plugins.{NAME}] unknown key(s): {', '.join(unknown)}")
-    max_batch = _integer(table, "max_batch", DEFAULT_MAX_BATCH, 1)
-    interval = table.get("interval", DEFAULT_INTERVAL)
-    if type(interval) not in (int, float) or not math.isfinite(interval) or interval < 0:
-        raise ValueError(f"[plugins.{NAME}] interval must be a number >= 0, not {interval!r}")
-    max_queue = _integer(table, "max_queue", DEFAULT_QUEUE_FACTOR * max_batch, max_batch)
-    return BatchingConfig(max_batch=max_batch, interval=float(interval), max_queue=max_queue)
+
+    max_batch: int = attrs.field(default=DEFAULT_MAX_BATCH, validator=attrs.validators.ge(1))
+    interval: float = attrs.field(default=DEFAULT_INTERVAL, validator=_seconds)
+    max_queue: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_queue is not None and self.max_queue < self.max_batch:
+            raise ValueError(
+                f"max_queue ({self.max_queue}) must be at least max_batch ({self.max_batch})"
+            )
 
 
 class Plugin:
@@ -99,10 +91,10 @@ class Plugin:
         """Read ``[plugins.batching]``.
 
         Raises:
-            ValueError: An unknown key or a bad value (named in the message);
+            ConfigError: An unknown key or a bad value (named in the message);
                 the agent then reports the plugin as failed.
         """
-        self.config = parse_config(agent.plugin_config(NAME))
+        self.config = agent.plugin_settings(NAME, BatchingConfig)
 
     @hookimpl
     def on_connect(self, connection: Connection) -> None:

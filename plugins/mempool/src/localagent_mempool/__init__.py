@@ -24,49 +24,36 @@ Configuration, in ``config.toml`` (all optional)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
+import attrs
 from localagent_hookspecs import Agent, Connection, hookimpl
 
 from ._defaults import DEFAULT_MAX_BUFFER, DEFAULT_MAX_PER_CLASS, DEFAULT_MAX_POOLED
 from ._pool import BufferPool
 
-__all__ = ["NAME", "BufferPool", "MempoolConfig", "Plugin", "parse_config"]
+__all__ = ["NAME", "BufferPool", "MempoolConfig", "Plugin"]
 
 #: The plugin's name: its entry point, its ``[plugins.mempool]`` table and its
 #: key in ``connection.state``.
 NAME: Final = "mempool"
 
+_AT_LEAST_0 = attrs.validators.ge(0)
 
-@dataclass(frozen=True)
+
+@attrs.frozen(kw_only=True)
 class MempoolConfig:
-    """The ``[plugins.mempool]`` settings (see :class:`BufferPool`)."""
+    """The ``[plugins.mempool]`` settings (see :class:`BufferPool`).
 
-    max_per_class: int = DEFAULT_MAX_PER_CLASS
-    max_pooled: int = DEFAULT_MAX_POOLED
-    max_buffer: int = DEFAULT_MAX_BUFFER
-
-
-def parse_config(table: Mapping[str, Any]) -> MempoolConfig:
-    """Validate a ``[plugins.mempool]`` table (without ``enabled``).
-
-    Raises:
-        ValueError: For an unknown key or a bad value; the message names the key.
+    Attributes:
+        max_per_class: Idle buffers kept per size class.
+        max_pooled: Most bytes the idle buffers hold together.
+        max_buffer: Buffers larger than this are freed, not pooled.
     """
-    defaults = MempoolConfig()
-    known = set(defaults.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"[plugins.{NAME}] unknown key(s): {', '.join(unknown)}")
-    values = {}
-    for key in sorted(known):
-        value = table.get(key, getattr(defaults, key))
-        if type(value) is not int or value < 0:
-            raise ValueError(f"[plugins.{NAME}] {key} must be an integer >= 0, not {value!r}")
-        values[key] = value
-    return MempoolConfig(**values)
+
+    max_per_class: int = attrs.field(default=DEFAULT_MAX_PER_CLASS, validator=_AT_LEAST_0)
+    max_pooled: int = attrs.field(default=DEFAULT_MAX_POOLED, validator=_AT_LEAST_0)
+    max_buffer: int = attrs.field(default=DEFAULT_MAX_BUFFER, validator=_AT_LEAST_0)
 
 
 class Plugin:
@@ -92,9 +79,9 @@ class Plugin:
         """Read ``[plugins.mempool]`` and size the pool.
 
         Raises:
-            ValueError: An unknown key or a bad value (named in the message).
+            ConfigError: An unknown key or a bad value (named in the message).
         """
-        config = parse_config(agent.plugin_config(NAME))
+        config = agent.plugin_settings(NAME, MempoolConfig)
         self.pool = BufferPool(
             max_per_class=config.max_per_class,
             max_pooled=config.max_pooled,

@@ -31,12 +31,12 @@ from localagent_hookspecs import (
     hookimpl,
 )
 
-from ._config import DEFAULT_TYPES, MonitorConfig, parse_config
+from ._config import DEFAULT_TYPES, MonitorConfig
 
 if TYPE_CHECKING:  # asyncio and the HTTP server: only once on_load runs
     from ._monitor import Monitor
 
-__all__ = ["DEFAULT_TYPES", "NAME", "MonitorConfig", "Plugin", "parse_config"]
+__all__ = ["DEFAULT_TYPES", "NAME", "MonitorConfig", "Plugin"]
 
 #: The plugin's name: its entry point and its ``[plugins.monitor]`` table.
 NAME: Final = "monitor"
@@ -94,13 +94,13 @@ class Plugin:
         """Read ``[plugins.monitor]``, choose the wrapped types, start the endpoints.
 
         Raises:
-            ValueError: An unknown key or a bad value (named in the message), or
-                another plugin has a route for one of the endpoints' paths.
+            ConfigError: An unknown key or a bad value (named in the message).
+            ValueError: Another plugin has a route for one of the endpoints' paths.
             OSError: The monitor's own port (``port``) cannot be bound.
         """
         from ._monitor import Monitor
 
-        self.config = config = parse_config(agent.plugin_config(NAME))
+        self.config = config = agent.plugin_settings(NAME, MonitorConfig)
         if config.all_paths:
             delattr(self.observe_message, HANDLES_ATTRIBUTE)  # no declaration: every type
         else:

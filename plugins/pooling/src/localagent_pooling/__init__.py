@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from localagent_hookspecs import Agent, hookimpl
 
-from ._config import NAME, PoolingConfig, parse_config
+from ._config import NAME, PoolingConfig
 
 if TYPE_CHECKING:  # asyncio and websockets load on first use; `plugins list` imports this
     from ._client_pool import ClientPool, PoolClosed, PoolStats, PoolTimeout
@@ -45,7 +45,6 @@ __all__ = [
     "PoolStats",
     "PoolTimeout",
     "PoolingConfig",
-    "parse_config",
 ]
 
 
@@ -76,13 +75,13 @@ class Plugin:
         """Install the client pools and tune the Redis store, warming both concurrently.
 
         Raises:
-            ValueError: An unknown key or a bad value (named in the message).
+            ConfigError: An unknown key or a bad value (named in the message).
         """
         import asyncio
 
         from ._registry import PoolRegistry
 
-        self.config = parse_config(agent.plugin_config(NAME))
+        self.config = agent.plugin_settings(NAME, PoolingConfig)
         registry = self.registry = PoolRegistry(self.config)
         registry.install()
         agent.spawn(_close_at_shutdown(registry), name="localagent-pooling")

@@ -1,13 +1,13 @@
-"""The ``[plugins.pooling]`` settings and their validation."""
+"""The ``[plugins.pooling]`` settings, as the plugin declares them (``agent.plugin_settings``)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-__all__ = ["NAME", "PoolingConfig", "parse_config"]
+import attrs
+
+__all__ = ["NAME", "PoolingConfig"]
 
 #: The plugin's name: its entry point and its ``[plugins.pooling]`` table.
 NAME: Final = "pooling"
@@ -15,7 +15,22 @@ NAME: Final = "pooling"
 SetInfo = Literal["auto", "always", "never"]
 
 
-@dataclass(frozen=True)
+def _seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a number of seconds > 0, not {value!r}")
+
+
+def _agent_urls(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
+    for url in value:
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"prewarm: {url!r} is not a ws:// or wss:// URL")
+
+
+_AT_LEAST_0 = attrs.validators.ge(0)
+_AT_LEAST_1 = attrs.validators.ge(1)
+
+
+@attrs.frozen(kw_only=True)
 class PoolingConfig:
     """The ``[plugins.pooling]`` settings.
 
@@ -41,80 +56,26 @@ class PoolingConfig:
         redis_pipelining: Auto-pipeline concurrent kv commands.
     """
 
-    min_size: int = 2
-    max_size: int = 10
-    acquire_timeout: float = 5.0
-    idle_timeout: float = 60.0
-    health_check_interval: float = 1.0
-    ping_timeout: float = 2.0
-    prewarm: tuple[str, ...] = ()
-    redis_max_connections: int = 16
-    redis_min_connections: int = 2
-    redis_timeout: float = 2.0
-    redis_health_check_interval: float = 30.0
+    min_size: int = attrs.field(default=2, validator=_AT_LEAST_0)
+    max_size: int = attrs.field(default=10, validator=_AT_LEAST_1)
+    acquire_timeout: float = attrs.field(default=5.0, validator=_seconds)
+    idle_timeout: float = attrs.field(default=60.0, validator=_seconds)
+    health_check_interval: float = attrs.field(default=1.0, validator=_seconds)
+    ping_timeout: float = attrs.field(default=2.0, validator=_seconds)
+    prewarm: tuple[str, ...] = attrs.field(default=(), validator=_agent_urls)
+    redis_max_connections: int = attrs.field(default=16, validator=_AT_LEAST_1)
+    redis_min_connections: int = attrs.field(default=2, validator=_AT_LEAST_0)
+    redis_timeout: float = attrs.field(default=2.0, validator=_seconds)
+    redis_health_check_interval: float = attrs.field(default=30.0, validator=_seconds)
     redis_setinfo: SetInfo = "auto"
     redis_pipelining: bool = True
 
-
-def _fail(key: str, wanted: str, value: Any) -> ValueError:
-    return ValueError(f"[plugins.{NAME}] {key} must be {wanted}, not {value!r}")
-
-
-def _integer(table: Mapping[str, Any], key: str, minimum: int) -> int:
-    value = table.get(key, getattr(PoolingConfig, key))
-    if type(value) is not int or value < minimum:
-        raise _fail(key, f"an integer >= {minimum}", value)
-    return value
-
-
-def _seconds(table: Mapping[str, Any], key: str) -> float:
-    value = table.get(key, getattr(PoolingConfig, key))
-    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
-        raise _fail(key, "a number of seconds > 0", value)
-    return float(value)
-
-
-def parse_config(table: Mapping[str, Any]) -> PoolingConfig:
-    """Validate a ``[plugins.pooling]`` table (without ``enabled``).
-
-    Raises:
-        ValueError: For an unknown key or a bad value; the message names the key.
-    """
-    known = {field.name for field in fields(PoolingConfig)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"[plugins.{NAME}] unknown key(s): {', '.join(unknown)}")
-    max_size = _integer(table, "max_size", 1)
-    min_size = _integer(table, "min_size", 0)
-    if min_size > max_size:
-        raise _fail("min_size", f"<= max_size ({max_size})", min_size)
-    redis_max = _integer(table, "redis_max_connections", 1)
-    redis_min = _integer(table, "redis_min_connections", 0)
-    if redis_min > redis_max:
-        raise _fail("redis_min_connections", f"<= redis_max_connections ({redis_max})", redis_min)
-    prewarm = table.get("prewarm", [])
-    if not isinstance(prewarm, list) or not all(
-        isinstance(url, str) and url.startswith(("ws://", "wss://")) for url in prewarm
-    ):
-        raise _fail("prewarm", "a list of ws:// or wss:// URLs", prewarm)
-    setinfo = table.get("redis_setinfo", "auto")
-    if setinfo not in ("auto", "always", "never"):
-        raise _fail("redis_setinfo", '"auto", "always" or "never"', setinfo)
-    pipelining = table.get("redis_pipelining", True)
-    if type(pipelining) is not bool:
-        raise _fail("redis_pipelining", "true or false", pipelining)
-    return PoolingConfig(
-        min_size=min_size,
-        max_size=max_size,
-        acquire_timeout=_seconds(table, "acquire_timeout"),
-        idle_timeout=_seconds(table, "idle_timeout"),
-        health_check_interval=_seconds(table, "health_check_interval"),
-        ping_timeout=_seconds(table, "ping_timeout"),
-        prewarm=tuple(prewarm),
-        redis_max_connections=redis_max,
-        redis_min_connections=redis_min,
-        redis_timeout=_seconds(table, "redis_timeout"),
-        redis_health_check_interval=_seconds(table, "redis_health_check_interval"),
-        redis_setinfo=setinfo,
-        redis_pipelining=pipelining,
-    )
+    def __attrs_post_init__(self) -> None:
+        for low, high in (
+            ("min_size", "max_size"),
+            ("redis_min_connections", "redis_max_connections"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low)}) must be at most {high} ({getattr(self, high)})"
+                )
