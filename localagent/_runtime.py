@@ -58,6 +58,10 @@ class Replying(Connection, Protocol):
     send_path: SendFunc
 
 
+def _newest_first(connection: WebSocketConnection) -> int:
+    return -int(connection.id.removeprefix("c"))
+
+
 class AgentRuntime:
     """The running agent: what plugins see as :class:`localagent_hookspecs.Agent`.
 
@@ -272,7 +276,9 @@ class AgentRuntime:
         not ``charged`` (whose frame just went over): a well-behaved client's
         replies wait only until it reads them.
         """
-        candidates = {charged, *self.connections}
+        # Ties go to the newest connection: a client served longer keeps its place
+        # (and the choice does not hang on the order a set happens to iterate in).
+        candidates = sorted({charged, *self.connections}, key=_newest_first)
         victim = heaviest(c for c in candidates if c.shed_reason is None)
         if victim is None:
             return
