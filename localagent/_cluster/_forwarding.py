@@ -171,7 +171,7 @@ class Forwarder:
             if address.agent == name:  # a peer of this agent
                 return await node.inbox.deliver_to_peer(address, sender, message)
             assert address.agent is not None
-            if not await node.is_live(address.agent):
+            if address.agent not in node.live and not await node.is_live(address.agent):
                 raise MessageError(
                     UNREACHABLE,
                     f"no agent {address.agent!r} is live in cluster {node.keys.cluster!r}",
