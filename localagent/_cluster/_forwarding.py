@@ -129,7 +129,11 @@ class Forwarder:
     def __init__(self, node: ClusterNode, timeout: float) -> None:
         self.node = node
         self.timeout = timeout
-        self._uids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
+        # TOKEN-N: one random token per process, numbers counting up (see _replay.py:
+        # a receiver keeps one window per token, so a token per request would make
+        # its memory grow with the traffic for as long as entries stay valid).
+        token = secrets.token_hex(6)
+        self._uids = (f"{token}-{n}" for n in itertools.count(1))
         self._waiting: dict[str, _Waiter] = {}
 
     def next_uid(self) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 import redis
 
 from localagent._cluster._entries import Request
+from localagent._cluster._forwarding import Forwarder
+from localagent._cluster._replay import ReplayGuard
 from localagent._cluster._signing import Signer, read_secret_file
 
 from .conftest import CLUSTER, Cluster, until
@@ -128,3 +130,17 @@ async def test_an_agent_killed_mid_batch_handles_the_rest_after_a_restart(
         assert (await peer.request("kv.get", {"key": "done"}))["result"]["value"] == 50
         await peer.request("ping", to=b)
         assert all(len(peer.replies[msg_id]) == 1 for msg_id in [*answered, *running])
+
+
+def test_the_requests_of_one_process_share_a_token_and_count_up() -> None:
+    # The replay guard of a receiver keeps one window per token: one token per
+    # request would grow it by one window per routed request for ten minutes.
+    forwarder = Forwarder(None, timeout=1.0)  # type: ignore[arg-type]
+    uids = [forwarder.next_uid() for _ in range(3)]
+    tokens = {uid.rpartition("-")[0] for uid in uids}
+    assert len(tokens) == 1 and [uid.rpartition("-")[2] for uid in uids] == ["1", "2", "3"]
+    assert Forwarder(None, timeout=1.0).next_uid() != uids[0]  # type: ignore[arg-type]
+    guard = ReplayGuard()
+    for _ in range(1000):
+        assert guard.check(forwarder.next_uid(), 0.0) is True
+    assert len(guard) == 1
