@@ -1,6 +1,6 @@
 """Area ``cluster``: messages routed between agents through Redis vs handled in place.
 
-Two figures families, each beside its baseline of the same run, alternating:
+Two families of figures, each beside its baseline of the same run, alternating:
 
 - Through two ``localagent serve --cluster`` subprocesses (agents A and B on the
   same Redis) driven over one WebSocket connection to A: ``echo`` requests
@@ -14,7 +14,7 @@ Two figures families, each beside its baseline of the same run, alternating:
   here, another deployment alike.
 - The Redis Stream path alone, in this process (two in-process agents, no
   WebSocket): batches of 100 requests forwarded by A's cluster node to B and
-  answered (XADD to B's inbox, XREADGROUP COUNT 100 by B, the handler, XADD
+  answered (XADD to B's inbox, XREADGROUP COUNT 1000 by B, the handler, XADD
   of the reply + SET of the "handled" record + XACK, XREADGROUP + XACK by A),
   vs bare redis-py doing the same exchange over two streams: a pipeline of
   100 XADD, a responder reading with XREADGROUP COUNT 100 and answering with
