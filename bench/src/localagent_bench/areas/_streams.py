@@ -42,14 +42,16 @@ class StreamPingPong:
 
     Args:
         url: The Redis to use.
-        prefix: The streams' key prefix (unique to the run; deleted by the caller).
+        prefix: The streams' key prefix (unique to the run, without braces; the
+            caller deletes the keys).
         window: Requests in flight.
         batch: ``COUNT`` of every ``XREADGROUP`` (the agents' read batch).
     """
 
     def __init__(self, url: str, prefix: str, *, window: int, batch: int) -> None:
         self.url, self.window, self.batch = url, window, batch
-        self.requests, self.replies = f"{prefix}req", f"{prefix}rep"
+        # One hash tag: both streams in one slot, should the Redis be a Redis Cluster.
+        self.requests, self.replies = f"{prefix}{{pp}}req", f"{prefix}{{pp}}rep"
         self._clients: list[redis.asyncio.Redis] = []
         self._responder: asyncio.Task[None] | None = None
         self._stopping = False
