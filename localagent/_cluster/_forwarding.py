@@ -50,6 +50,14 @@ TIMEOUT: Final = "timeout"
 _TARGETS: Final = "cluster.targets"
 
 
+class _Unwritten(Exception):
+    """The request's entry was not written (``error`` says why): it fails the request."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class _Waiter:
     """A forwarded request waiting for what the target sends back, in order.
 
@@ -58,7 +66,7 @@ class _Waiter:
     whose deadline passed, checked a few times a second.
     """
 
-    __slots__ = ("agent", "deadline", "items", "next_seq", "wakeup")
+    __slots__ = ("agent", "deadline", "error", "items", "next_seq", "wakeup")
 
     def __init__(self, agent: str, deadline: float) -> None:
         self.agent = agent  # the agent asked: the only one whose replies count
@@ -66,6 +74,7 @@ class _Waiter:
         self.next_seq = 0
         self.items: collections.deque[Reply] = collections.deque()
         self.wakeup: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
 
     def put(self, reply: Reply) -> None:
         """Take ``reply``, the next one from the agent asked.
@@ -84,16 +93,29 @@ class _Waiter:
             wakeup.set_result(None)
 
     async def get(self) -> Reply:
-        """The next reply (raises ``TimeoutError`` once the deadline has passed)."""
+        """The next reply (raises ``TimeoutError`` once the deadline has passed, or
+        the Redis error that kept the request's entry from being written)."""
         while not self.items:
+            if self.error is not None:
+                raise self.error
             self.wakeup = asyncio.get_running_loop().create_future()
             await self.wakeup
         return self.items.popleft()
 
     def expire(self) -> None:
+        self.fail(TimeoutError())
+
+    def fail(self, error: BaseException) -> None:
+        """Wake the request with ``error`` (its deadline passed, or its entry was not written)."""
+        self.error = error
         wakeup = self.wakeup
         if wakeup is not None and not wakeup.done():
-            wakeup.set_exception(TimeoutError())
+            wakeup.set_exception(error)
+
+    def written(self, future: asyncio.Future[Any]) -> None:
+        """The ``XADD`` of the request's entry is done: a failure fails the request."""
+        if not future.cancelled() and (error := future.exception()) is not None:
+            self.fail(_Unwritten(error))
 
 
 class Forwarder:
@@ -107,7 +129,11 @@ class Forwarder:
     def __init__(self, node: ClusterNode, timeout: float) -> None:
         self.node = node
         self.timeout = timeout
-        self._uids = (f"{secrets.token_hex(6)}-{n}" for n in itertools.count(1))
+        # TOKEN-N: one random token per process, numbers counting up (see _replay.py:
+        # a receiver keeps one window per token, so a token per request would make
+        # its memory grow with the traffic for as long as entries stay valid).
+        token = secrets.token_hex(6)
+        self._uids = (f"{token}-{n}" for n in itertools.count(1))
         self._waiting: dict[str, _Waiter] = {}
 
     def next_uid(self) -> str:
@@ -149,7 +175,7 @@ class Forwarder:
             if address.agent == name:  # a peer of this agent
                 return await node.inbox.deliver_to_peer(address, sender, message)
             assert address.agent is not None
-            if not await node.is_live(address.agent):
+            if address.agent not in node.live and not await node.is_live(address.agent):
                 raise MessageError(
                     UNREACHABLE,
                     f"no agent {address.agent!r} is live in cluster {node.keys.cluster!r}",
@@ -162,8 +188,15 @@ class Forwarder:
             targets[address.agent] += 1
             try:
                 fields = request.fields(node.signer, address.agent)
-                await node.pipe("XADD", node.keys.inbox(address.agent), "*", *flat(fields))
-                answer = await self._await_reply(connection, message, address, waiter)
+                # Not awaited on its own: the reply cannot come before the entry is
+                # written, and a failure to write it wakes the waiter (one suspension
+                # less per routed message).
+                written = node.pipe("XADD", node.keys.inbox(address.agent), "*", *flat(fields))
+                written.add_done_callback(waiter.written)
+                try:
+                    answer = await self._await_reply(connection, message, address, waiter)
+                except _Unwritten as unwritten:
+                    raise unwritten.error from None
             except asyncio.CancelledError:
                 # The client went away (or the agent stops): the target stays counted,
                 # so the connection's close tells it to cancel the work.

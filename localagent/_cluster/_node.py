@@ -68,7 +68,7 @@ logger = logging.getLogger("localagent.cluster")
 HEARTBEAT_SECONDS: Final = 1.0
 LIVENESS_SECONDS: Final = 5.0
 #: Entries read per XREADGROUP, and how long one blocks waiting for entries.
-READ_BATCH: Final = 100
+READ_BATCH: Final = 1000
 BLOCK_SECONDS: Final = 1.0
 #: Seconds between trims of this agent's streams (entries every reader acknowledged).
 TRIM_SECONDS: Final = 5.0

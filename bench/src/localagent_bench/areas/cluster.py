@@ -1,16 +1,20 @@
 """Area ``cluster``: messages routed between agents through Redis vs handled in place.
 
-Two figures families, each beside its baseline of the same run, alternating:
+Two families of figures, each beside its baseline of the same run, alternating:
 
 - Through two ``localagent serve --cluster`` subprocesses (agents A and B on the
   same Redis) driven over one WebSocket connection to A: ``echo`` requests
   addressed to B (``"to": B``: A forwards each to B's inbox stream, B handles it
   and writes the reply to A's replies stream) vs the same requests handled by
-  A itself (no ``to``). Throughput with 64 in flight, and the round trip p50
-  and p99 one at a time.
+  A itself (no ``to``), and against bare redis-py doing the same
+  request/reply over two streams with as many in flight
+  (:mod:`._routed`, :mod:`._streams`). Throughput with 200 in flight, the
+  latency p50 and p99 in flight and one at a time, and the agents' CPU per
+  message. :func:`._routed.measure_routed` takes the Redis URL: one Redis
+  here, another deployment alike.
 - The Redis Stream path alone, in this process (two in-process agents, no
   WebSocket): batches of 100 requests forwarded by A's cluster node to B and
-  answered (XADD to B's inbox, XREADGROUP COUNT 100 by B, the handler, XADD
+  answered (XADD to B's inbox, XREADGROUP COUNT 1000 by B, the handler, XADD
   of the reply + SET of the "handled" record + XACK, XREADGROUP + XACK by A),
   vs bare redis-py doing the same exchange over two streams: a pipeline of
   100 XADD, a responder reading with XREADGROUP COUNT 100 and answering with
@@ -31,14 +35,15 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from localagent import Client, Server, _codec
+from localagent import Server, _codec
 from localagent._cluster._entries import Reply, Request
 from localagent._cluster._signing import Signer, create_secret_file, read_secret_file
 from localagent._protocol import Message
 
-from .._context import BenchContext, in_flight, percentile
+from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area
+from ._routed import WINDOW, measure_routed, routed_comparisons
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -48,65 +53,12 @@ if TYPE_CHECKING:
 __all__ = ["AREA"]
 
 NAME, TITLE = "cluster", "Cluster (agents sharing Redis)"
-#: Requests in flight over the WebSocket connection.
-WINDOW = 64
 #: Routed messages' worth of MACs timed per sample (a fifth of a second or so).
 MAC_ROUNDS = 20_000
 #: Requests per batch on the stream path (and the XREADGROUP COUNT of both sides).
 BATCH = 100
 #: Seconds a batch or a request may take before the area gives up.
 PATIENCE = 30.0
-
-
-class _Requests:
-    """Raw requests with ``to`` over one :class:`Client`, replies matched by string id."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self._waiting: dict[str, asyncio.Future[Any]] = {}
-        self._ids = itertools.count()
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        while True:
-            item = await self.client.events.get()
-            msg_id = item.get("id") if type(item) is dict else None
-            future = self._waiting.pop(msg_id, None) if isinstance(msg_id, str) else None
-            if future is not None and not future.done():
-                future.set_result(item)
-
-    async def echo(self, value: int, to: str | None) -> None:
-        msg_id = f"r{next(self._ids)}"
-        future = asyncio.get_running_loop().create_future()
-        self._waiting[msg_id] = future
-        message: dict[str, Any] = {"id": msg_id, "type": "echo", "data": value}
-        if to is not None:
-            message["to"] = to
-        await self.client.send_raw(_codec.dumps(message))
-        async with asyncio.timeout(PATIENCE):
-            reply = await future
-        if reply.get("result") != {"data": value}:
-            raise RuntimeError(f"echo {value} to {to or 'A'} returned {reply!r}")
-
-    async def aclose(self) -> None:
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-
-
-async def _throughput(requests: _Requests, count: int, to: str | None) -> float:
-    async def call(index: int) -> None:
-        await requests.echo(index, to)
-
-    return await in_flight(count, WINDOW, call)
-
-
-async def _round_trips(requests: _Requests, count: int, to: str | None) -> list[float]:
-    times = []
-    for index in range(count):
-        started = time.perf_counter()
-        await requests.echo(index, to)
-        times.append(time.perf_counter() - started)
-    return times
 
 
 # -- the stream path, in this process -------------------------------------------------
@@ -278,8 +230,6 @@ async def run(ctx: BenchContext) -> AreaResult:
         import redis.asyncio
     except ImportError:
         return AreaResult.skip(NAME, TITLE, "redis-py is not installed (localagent[redis])")
-    requests_count = ctx.size(10_000, 3_000)
-    trips = ctx.size(1_000, 300)
     batches = ctx.size(100, 30)
     run_id = secrets.token_hex(4)
     cluster, prefix = f"bench-{run_id}", f"bench-{run_id}:"
@@ -293,43 +243,11 @@ async def run(ctx: BenchContext) -> AreaResult:
     bare_client = redis.asyncio.Redis.from_url(ctx.redis_url)
     try:
         ctx.progress("cluster: starting agents")
-        options = ["", "--redis", ctx.redis_url, "--cluster", cluster]
-        options += ["--cluster-secret-file", str(secret)]
-        with (
-            ctx.agent(*options) as agent_a,
-            ctx.agent(*options) as agent_b,
-        ):
-            b_name = agent_b.url.removeprefix("ws://")
-            async with Client(agent_a.url, agent_a.token) as client:
-                requests = _Requests(client)
-                try:
-                    deadline = time.monotonic() + PATIENCE
-                    while True:  # B joins within a second or so of listening
-                        try:
-                            await requests.echo(0, b_name)
-                            break
-                        except RuntimeError:
-                            if time.monotonic() > deadline:
-                                raise
-                            await asyncio.sleep(0.1)
-                    ctx.progress("cluster: warm-up")
-                    await _throughput(requests, requests_count // 10, b_name)
-                    await _throughput(requests, requests_count // 10, None)
-                    for repetition in range(ctx.repetitions):
-                        ctx.progress(f"cluster: routed, {repetition + 1}/{ctx.repetitions}")
-                        add("routed rate", await _throughput(requests, requests_count, b_name))
-                        add("local rate", await _throughput(requests, requests_count, None))
-                        routed = await _round_trips(requests, trips, b_name)
-                        local = await _round_trips(requests, trips, None)
-                        add("routed p50", percentile(routed, 50) * 1000)
-                        add("local p50", percentile(local, 50) * 1000)
-                        add("routed p99", percentile(routed, 99) * 1000)
-                        add("local p99", percentile(local, 99) * 1000)
-                        signer = Signer(cluster, key=read_secret_file(secret))
-                        add("mac", _mac_seconds(signer, MAC_ROUNDS) * 1e6)
-                        add("routed message", 1e6 / series["routed rate"][-1])
-                finally:
-                    await requests.aclose()
+        series.update(await measure_routed(ctx, ctx.redis_url, cluster, secret, prefix + "pp:"))
+        signer = Signer(cluster, key=read_secret_file(secret))
+        for routed_rate in series["routed rate"]:
+            add("mac", _mac_seconds(signer, MAC_ROUNDS) * 1e6)
+            add("routed message", 1e6 / routed_rate)
         ctx.progress("cluster: stream path")
         async with AsyncExitStack() as stack:
             # The in-process agents log here: not their warning about the run's own Redis.
@@ -363,21 +281,7 @@ async def run(ctx: BenchContext) -> AreaResult:
         area=NAME,
         title=TITLE,
         comparisons=[
-            Comparison(
-                figure=Figure(f"routed echo, {WINDOW} in flight", "msg/s", series["routed rate"]),
-                baseline=Figure("echo handled by A", "msg/s", series["local rate"]),
-                baseline_name="the same requests handled by the first agent",
-            ),
-            Comparison(
-                figure=Figure("routed round trip p50", "ms", series["routed p50"], False),
-                baseline=Figure("local round trip p50", "ms", series["local p50"], False),
-                baseline_name="the same requests handled by the first agent",
-            ),
-            Comparison(
-                figure=Figure("routed round trip p99", "ms", series["routed p99"], False),
-                baseline=Figure("local round trip p99", "ms", series["local p99"], False),
-                baseline_name="the same requests handled by the first agent",
-            ),
+            *routed_comparisons(series, "one Redis"),
             Comparison(
                 figure=Figure("MACs of a routed message", "µs", series["mac"], False),
                 baseline=Figure("a routed message", "µs", series["routed message"], False),
@@ -393,9 +297,11 @@ async def run(ctx: BenchContext) -> AreaResult:
         ],
         notes=[
             "routed: two `serve --cluster` subprocesses on one Redis; one WebSocket connection "
-            "to A; echo addressed to B vs echo handled by A",
-            f"per sample: {requests_count} requests {WINDOW} in flight, "
-            f"{trips} round trips one at a time",
+            "to A; echo addressed to B vs echo handled by A, and bare redis-py request/reply "
+            "over two streams (two tasks in the bench process) with as many in flight",
+            f"per sample: {ctx.size(10_000, 3_000)} requests {WINDOW} in flight (their "
+            f"latencies give the 'in flight' p50/p99), {ctx.size(1_000, 300)} round trips "
+            "one at a time",
             "MACs: HMAC-SHA256 signing and verifying of the routed echo's request and reply "
             "entries (what A and B add per message for the cluster's secret), timed in the "
             "bench process; the ratio is their share of a routed message",
