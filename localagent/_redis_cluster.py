@@ -7,11 +7,12 @@ redis-py's cluster client (:func:`cluster_client`), which learns the other
 nodes and the slot map from that one and follows them (``MOVED``, failovers).
 
 :class:`ClusterAutoPipeline` is :class:`~._autopipeline.AutoPipeline` for a
-cluster: the commands queued in one event-loop iteration go as one
-``ClusterPipeline`` (one write per node, redirections followed by redis-py),
-each command on the node that holds its key's slot. With ``wait_replicas``,
-a ``WAIT`` follows the writes sent to each node, so a write is acknowledged
-once that many replicas have it (see docs/cluster.md, "Failover").
+cluster: the commands queued in one event-loop iteration go to the nodes that
+hold their keys' slots, one write per node, the nodes concurrently; what a
+node redirects (a failover) goes again through redis-py's cluster pipeline,
+which follows it. With ``wait_replicas``, a ``WAIT`` follows the writes sent
+to each node, so a write is acknowledged once that many replicas have it
+(see docs/cluster.md, "Failover").
 """
 
 from __future__ import annotations
@@ -93,8 +94,20 @@ _FAILOVER_ERRORS: Final = ("UNBLOCKED", "READONLY", "MOVED", "ASK", "CLUSTERDOWN
 
 
 def is_failover_error(error: BaseException) -> bool:
-    """Whether a reply error is one a failover causes for a while (a blocked read ended...)."""
-    return str(error).startswith(_FAILOVER_ERRORS)
+    """Whether a reply error is one a failover causes for a while (a blocked read ended...).
+
+    redis-py turns some into classes of their own and drops the code from the text.
+    """
+    from redis import exceptions
+
+    classes = (
+        exceptions.AskError,  # and MovedError
+        exceptions.TryAgainError,
+        exceptions.ClusterDownError,  # and MasterDownError
+        exceptions.ReadOnlyError,
+        exceptions.BusyLoadingError,
+    )
+    return isinstance(error, classes) or str(error).startswith(_FAILOVER_ERRORS)
 
 
 #: Seconds a write is retried while the cluster fails over (a failover takes a few).
@@ -182,7 +195,17 @@ class ClusterAutoPipeline:
         wait_replicas: int = 0,
         wait_timeout: int = 1000,
     ) -> None:
+        import redis.exceptions
+
         self._client = client
+        self._response_error = redis.exceptions.ResponseError
+        self._pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
+        try:  # hiredis packs commands in C
+            from hiredis import pack_command
+
+            self._pack_command = pack_command
+        except ImportError:  # redis-py's own packer then
+            pass
         self.wait_replicas = wait_replicas
         self.wait_timeout = wait_timeout
         self._queue: list[_Queued] = []
@@ -248,7 +271,90 @@ class ClusterAutoPipeline:
                 future.set_result(result)
 
     async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one cluster pipeline (plus a ``WAIT`` per node written to)."""
+        """Run ``commands``, each on its slot's node; their raw replies, in order.
+
+        The fast way: the commands of each node packed into one write on one of
+        its connections, the nodes concurrently, replies read raw (as
+        :class:`~._autopipeline.AutoPipeline` does), a ``WAIT`` after a node's
+        writes if asked. What that cannot settle (a node that moved its slot or
+        is failing over, a dropped connection, ``PUBLISH``) goes through
+        redis-py's cluster pipeline, which follows redirections and refreshes
+        the slot map. Every command here is safe to send twice (``XADD`` of an
+        entry whose copies the reader drops, ``XACK``, ``SET NX``, reads).
+        """
+        if not self._client.nodes_manager.slots_cache:  # the first use: learn the slot map
+            await self._client.initialize()
+        results: list[Any] = [_UNSENT] * len(commands)
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, args in enumerate(commands):
+            if _name(args[0]) == b"PUBLISH":
+                continue
+            node = self._route(args[1])
+            if node is not None:
+                by_node.setdefault(node.name, (node, []))[1].append(index)
+        if by_node:
+            await asyncio.gather(
+                *(
+                    self._node_exchange(node, indices, commands, results)
+                    for node, indices in by_node.values()
+                )
+            )
+        rest = [index for index, result in enumerate(results) if _unsettled(result)]
+        if rest:
+            replies = await self._slow([commands[index] for index in rest])
+            for index, reply in zip(rest, replies, strict=True):
+                results[index] = reply
+        return results
+
+    def _route(self, key: Any) -> Any:
+        """The node serving ``key``'s slot, as the client knows it (``None`` if unknown)."""
+        client = self._client
+        try:
+            nodes = client.nodes_manager.slots_cache.get(client.keyslot(key))
+        except Exception:  # not a key: the slow way says
+            return None
+        return nodes[0] if nodes else None
+
+    async def _node_exchange(
+        self,
+        node: Any,
+        indices: list[int],
+        commands: list[tuple[Any, ...]],
+        results: list[Any],
+    ) -> None:
+        """Send one node's commands in one write; file the replies read in ``results``."""
+        batch = [commands[index] for index in indices]
+        wait = self.wait_replicas
+        if wait and any(_name(args[0]) not in _READS for args in batch):
+            batch.append(("WAIT", wait, self.wait_timeout))
+        else:
+            wait = 0
+        try:
+            connection = node.acquire_connection()
+        except Exception:  # every connection of the node busy: the slow way waits for one
+            return
+        try:
+            pack = self._pack_command
+            packed = b"".join(map(pack, batch)) if pack else connection.pack_commands(batch)
+            await connection.send_packed_command(packed)
+            for index in indices:
+                try:
+                    results[index] = await connection.read_response()
+                except self._response_error as exc:
+                    results[index] = exc
+            if wait:
+                try:
+                    self._check_wait(await connection.read_response(), wait)
+                except self._response_error as exc:
+                    self._check_wait(exc, wait)
+        except Exception as exc:  # the connection dropped: what was not read goes the slow way
+            logger.debug("Redis Cluster: node %s: %r", node.name, exc)
+            await connection.disconnect()
+        finally:
+            node.release(connection)
+
+    async def _slow(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` in a redis-py cluster pipeline (plus a ``WAIT`` per node written to)."""
         client = self._client
         pipe = client.pipeline(transaction=False)
         written: dict[str, Any] = {}  # node name -> node
@@ -259,7 +365,7 @@ class ClusterAutoPipeline:
                 continue
             pipe.execute_command(*args)
             if self.wait_replicas and _name(args[0]) not in _READS:
-                node = self._node_of(args[1])
+                node = self._route(args[1])
                 if node is not None:
                     written[node.name] = node
         for node in written.values():
@@ -267,24 +373,15 @@ class ClusterAutoPipeline:
         piped = len(commands) - len(published)
         replies = await pipe.execute(raise_on_error=False) if piped else []
         for reply in replies[piped:]:
-            self._check_wait(reply)
-        if not published:
-            return list(replies[:piped])
+            self._check_wait(reply, self.wait_replicas)
         results = iter(replies[:piped])
         return [
             await published[index] if index in published else next(results)
             for index in range(len(commands))
         ]
 
-    def _node_of(self, key: Any) -> Any:
-        client = self._client
-        try:
-            return client.nodes_manager.get_node_from_slot(client.keyslot(key))
-        except Exception:  # no node known for the slot now: the command's own reply says
-            return None
-
-    def _check_wait(self, reply: Any) -> None:
-        if not isinstance(reply, BaseException) and int(reply) >= self.wait_replicas:
+    def _check_wait(self, reply: Any, wanted: int) -> None:
+        if not isinstance(reply, BaseException) and int(reply) >= wanted:
             return
         self.unconfirmed += 1
         now = time.monotonic()
@@ -294,7 +391,7 @@ class ClusterAutoPipeline:
                 "Redis Cluster: writes not confirmed by %d replica(s) within %d ms (%s); "
                 "they stand on the primary, which may lose them if it fails before "
                 "replicating them",
-                self.wait_replicas,
+                wanted,
                 self.wait_timeout,
                 reply if isinstance(reply, BaseException) else f"{reply} acknowledged",
             )
@@ -303,6 +400,15 @@ class ClusterAutoPipeline:
         """Wait for the pipelines already sent."""
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
+#: A command not sent yet, or whose reply was not read.
+_UNSENT: Final = object()
+
+
+def _unsettled(result: Any) -> bool:
+    """Whether a fast-way result needs the slow way: not read, or a redirection."""
+    return result is _UNSENT or (isinstance(result, Exception) and is_failover_error(result))
 
 
 async def _reply(command: Any) -> Any:

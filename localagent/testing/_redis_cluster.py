@@ -44,8 +44,17 @@ class RedisClusterServer:
         self.nodes: list[RedisServer] = []
         #: Each node's cluster bus port, by its port.
         self.bus_ports: dict[int, int] = {}
+        taken: set[int] = set()
+
+        def unique_port() -> int:  # free now, and not given to another node of this cluster
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            taken.add(port)
+            return port
+
         for index in range(primaries * (1 + replicas)):
-            bus_port = free_port()
+            bus_port = unique_port()
             self.nodes.append(
                 RedisServer(
                     directory / f"node{index}",
@@ -61,6 +70,9 @@ class RedisClusterServer:
                     ),
                 )
             )  # fmt: skip
+            if self.nodes[-1].port in taken:
+                self.nodes[-1].port = unique_port()
+            taken.add(self.nodes[-1].port)
             self.bus_ports[self.nodes[-1].port] = bus_port
 
     @property
@@ -121,6 +133,9 @@ class RedisClusterServer:
             with self.client(node) as client:
                 client.execute_command("CLUSTER", "REPLICATE", self.node_id(primary))
         self.wait_ok()
+        # Every node knows every replica (a client's slot map, taken from any node, lists them).
+        shard = 3 + self.replicas
+        self._wait(lambda c: all(len(r) == shard for r in c.execute_command("CLUSTER", "SLOTS")))
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Wait until every running node says ``cluster_state:ok`` and its replicas are in sync."""
