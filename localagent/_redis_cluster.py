@@ -84,8 +84,11 @@ def is_cluster_sync(url: str, *, timeout: float = 2.0) -> bool:
 
 def is_redirection(error: BaseException) -> bool:
     """Whether a reply error says the key lives on another node (a lone client met a cluster)."""
-    text = str(error)
-    return text.startswith(("MOVED ", "ASK ", "CROSSSLOT")) or "CLUSTERDOWN" in text
+    from redis import exceptions
+
+    classes = (exceptions.AskError, exceptions.ClusterCrossSlotError, exceptions.ClusterDownError)
+    text = str(error)  # redis-py drops the code from the text of those classes
+    return isinstance(error, classes) or text.startswith(("MOVED ", "ASK ", "CROSSSLOT"))
 
 
 #: Reply errors of a node being failed over (or of a replica, until the client follows).

@@ -76,3 +76,20 @@ async def test_a_lone_redis_is_not_a_cluster(tmp_path: Path) -> None:
         assert not await is_cluster(server.url)
     finally:
         server.stop()
+
+
+async def test_a_store_that_missed_the_start_switches_when_a_node_redirects_it(
+    redis_cluster_url: str,
+) -> None:
+    from localagent._stores import RedisStore
+
+    store = RedisStore(redis_cluster_url)  # no ping(): as if Redis was away at the start
+    try:
+        assert not store.cluster
+        for n in range(10):  # some keys live on another node: MOVED, then the cluster client
+            await store.set(f"moved{n}", n)
+        assert store.cluster
+        assert await store.get_many([f"moved{n}" for n in range(10)]) == list(range(10))
+        assert await store.delete([f"moved{n}" for n in range(10)]) == 10
+    finally:
+        await store.aclose()

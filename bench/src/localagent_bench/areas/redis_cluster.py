@@ -96,6 +96,7 @@ async def run(ctx: BenchContext) -> AreaResult:
         lone.start()
         servers.callback(lone.stop)
         await _routed(ctx, cluster_server.url, lone.url, secret, requests_count, trips, add)
+        waits = _wait_calls(cluster_server)
         await _stream_path(ctx, cluster_server.url, secret, batches, add)
     return AreaResult(
         area=NAME,
@@ -108,11 +109,21 @@ async def run(ctx: BenchContext) -> AreaResult:
             f"per sample: {requests_count} echo requests {WINDOW} in flight, {trips} round "
             "trips one at a time, the setups alternating",
             "WAIT: cluster_wait_replicas = 1, a WAIT 1 after each node's writes of every "
-            "pipeline of routed writes",
+            f"pipeline of routed writes ({waits} WAIT commands ran on the cluster's nodes)",
             f"stream path: in-process agents on the cluster vs redis-py's cluster client, "
             f"{batches} batches of {BATCH} per sample",
         ],
     )
+
+
+def _wait_calls(server: Any) -> int:
+    """``WAIT`` commands the cluster's nodes ran (``INFO commandstats``)."""
+    total = 0
+    for node in server.nodes:
+        with server.client(node) as client:
+            stats = client.info("commandstats").get("cmdstat_wait", {})
+            total += int(stats.get("calls", 0))
+    return total
 
 
 async def _routed(
