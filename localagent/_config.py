@@ -83,6 +83,11 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) ->
         raise ValueError(f"{attribute.name} must be positive")
 
 
+def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative")
+
+
 def _port(_instance: object, _attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 65535:
         raise ValueError("port must be between 0 and 65535")
@@ -208,6 +213,11 @@ class AgentSettings:
             for its reply before the sender gets a ``timeout`` error.
         cluster_secret_file: The file holding the secret the agents of the
             cluster share (default: ``cluster-secret`` in the config dir).
+        cluster_wait_replicas: On a Redis Cluster, how many replicas must
+            confirm each routed write (``WAIT``) before it counts as sent; 0:
+            asynchronous replication only (docs/cluster.md, "Failover").
+        cluster_wait_timeout: Seconds a ``WAIT`` may take; a write still
+            unconfirmed then stands, with a warning.
     """
 
     workspace: Path = attrs.field(factory=_default_workspace, converter=_path)
@@ -216,6 +226,8 @@ class AgentSettings:
     cluster_agent: str | None = attrs.field(default=None, converter=_agent_name)
     cluster_timeout: float = attrs.field(default=30.0, converter=_float, validator=_positive)
     cluster_secret_file: Path | None = attrs.field(default=None, converter=_optional_path)
+    cluster_wait_replicas: int = attrs.field(default=0, converter=_int, validator=_not_negative)
+    cluster_wait_timeout: float = attrs.field(default=1.0, converter=_float, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -7,6 +7,7 @@ written by ``set`` can be incremented by ``incr`` and read back by anyone.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,11 +18,14 @@ from localagent_hookspecs import KeyValueStore, MessageError
 
 from . import _codec
 from ._autopipeline import AutoPipeline
+from ._redis_cluster import ClusterAutoPipeline, cluster_client, is_cluster, is_redirection
 
 if TYPE_CHECKING:
     import redis.asyncio
 
 __all__ = ["UNAVAILABLE", "MemoryStore", "RedisStore", "open_store"]
+
+logger = logging.getLogger("localagent.store")
 
 UNAVAILABLE = "unavailable"
 NOT_AN_INTEGER = "not_an_integer"
@@ -115,8 +119,17 @@ class RedisStore:
         max_connections: Upper bound of the default pool.
         timeout: Seconds for connecting, for each reply, and for a free connection.
 
+    Redis Cluster: the URL may name any node of one. :meth:`ping` (the
+    agent's start) asks (``INFO cluster``), and so does the first command a
+    node redirects (``MOVED``, when Redis was away at the start); from then on
+    the store uses redis-py's cluster client: single-key commands go to the
+    node of their key's slot, ``get_many`` and ``delete`` are split by slot,
+    ``set_many`` is atomic per slot only, ``keys`` scans every primary. The
+    pool of :meth:`use_pool` is for one server: a cluster store keeps its own.
+
     Attributes:
         pipelining: Whether concurrent commands are auto-pipelined.
+        cluster: Whether the Redis turned out to be a Redis Cluster.
     """
 
     kind = "redis"
@@ -140,8 +153,12 @@ class RedisStore:
             socket_timeout=timeout,
             retry=self.retry(),
         )
-        self._redis: redis.asyncio.Redis = redis.asyncio.Redis(connection_pool=pool)
+        self._redis: Any = redis.asyncio.Redis(connection_pool=pool)
+        self._timeout = timeout
+        self._max_connections = max_connections
         self.pipelining = False
+        self.cluster = False
+        self._detected = False
         # Auto-pipelining (when on): commands issued in the same event-loop
         # iteration go to Redis as one pipeline (one write, one read) instead
         # of one round trip each. Concurrent requests are the common case.
@@ -163,7 +180,8 @@ class RedisStore:
     @property
     def pool(self) -> redis.asyncio.ConnectionPool:
         """The connection pool the store uses now."""
-        return self._redis.connection_pool
+        pool: redis.asyncio.ConnectionPool = self._redis.connection_pool
+        return pool
 
     async def use_pool(
         self, pool: redis.asyncio.ConnectionPool, *, pipelining: bool = True
@@ -180,6 +198,9 @@ class RedisStore:
         """
         import redis.asyncio
 
+        if self.cluster:
+            await pool.disconnect()
+            raise ValueError("the store's Redis is a Redis Cluster: it keeps a pool per node")
         previous = self._redis
         self._redis = redis.asyncio.Redis(connection_pool=pool)
         self.pipelining = pipelining
@@ -202,10 +223,45 @@ class RedisStore:
         """Run one command (pipelined with the others of this loop iteration, if on)."""
         try:  # _guard(), inlined: this runs for every kv request
             if not self.pipelining:
-                return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+                return await self._redis.execute_command(*args)
             return await self._pipeline(*args)
         except self._errors as exc:
             raise self._unavailable(exc) from exc
+        except self._response_error as exc:
+            if self.cluster or not is_redirection(exc):
+                raise
+        await self._use_cluster()  # a lone client met a cluster node (Redis was away at start)
+        return await self._command(*args)
+
+    async def _detect(self) -> None:
+        """Ask the Redis whether it is a Redis Cluster (once it answers); if so, use one."""
+        if self._detected:
+            return
+        with self._guard():
+            found = await is_cluster(self.url, timeout=self._timeout)
+        self._detected = True
+        if found and not self.cluster:
+            await self._use_cluster()
+
+    async def _use_cluster(self) -> None:
+        import redis.exceptions
+
+        self._detected = self.cluster = True
+        previous = self._redis
+        self._redis = cluster_client(
+            self.url,
+            max_connections=self._max_connections,
+            socket_connect_timeout=self._timeout,
+            socket_timeout=self._timeout,
+        )
+        self._pipeline = ClusterAutoPipeline(self._redis)  # type: ignore[assignment]
+        self._errors += (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException)
+        await previous.aclose()
+        await previous.connection_pool.disconnect()
+        logger.info(
+            "store: the Redis at %s is a Redis Cluster node: using the cluster client",
+            _safe_url(self.url),
+        )
 
     async def get(self, key: str, default: Any = None) -> Any:
         raw = await self._command("GET", KEY_PREFIX + key)
@@ -214,6 +270,10 @@ class RedisStore:
     async def get_many(self, keys: Sequence[str], default: Any = None) -> list[Any]:
         if not keys:
             return []
+        if self.cluster:  # one MGET per slot
+            with self._guard():
+                raws = await self._redis.mget_nonatomic([KEY_PREFIX + key for key in keys])
+            return [default if raw is None else _codec.loads(raw) for raw in raws]
         raws = await self._command("MGET", *(KEY_PREFIX + key for key in keys))
         return [default if raw is None else _codec.loads(raw) for raw in raws]
 
@@ -226,7 +286,8 @@ class RedisStore:
             return
         px = max(1, round(ttl * 1000)) if ttl is not None else None
         with self._guard():
-            async with self._redis.pipeline(transaction=True) as pipe:
+            # A cluster's transaction spans one slot: there, each key is set on its own.
+            async with self._redis.pipeline(transaction=not self.cluster) as pipe:
                 for key, value in items.items():
                     pipe.set(KEY_PREFIX + key, _codec.dumps(value), px=px)
                 await pipe.execute()
@@ -234,6 +295,9 @@ class RedisStore:
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
+        if self.cluster:  # one DEL per slot
+            with self._guard():
+                return int(await self._redis.delete(*(KEY_PREFIX + key for key in keys)))
         return int(await self._command("DEL", *(KEY_PREFIX + key for key in keys)))
 
     async def incr(self, key: str, amount: int = 1) -> int:
@@ -251,13 +315,15 @@ class RedisStore:
         return sorted(found)
 
     async def ping(self) -> None:
+        await self._detect()
         with self._guard():
             await self._redis.ping()
 
     async def aclose(self) -> None:
         await self._pipeline.aclose()
         await self._redis.aclose()
-        await self._redis.connection_pool.disconnect()
+        if not self.cluster:
+            await self._redis.connection_pool.disconnect()
 
 
 def open_store(redis_url: str | None) -> KeyValueStore:

@@ -194,7 +194,7 @@ def test_cli_md_lists_the_bench_areas_in_the_order_they_run() -> None:
     areas = [name for name, _module in AREAS]
     section = _sections(_read("cli.md"))["localagent bench"]
     listed = section[: section.index("in that order")]
-    assert [word for word in re.findall(r"`(\w+)`", listed) if word in areas] == areas
+    assert [word for word in re.findall(r"`([\w-]+)`", listed) if word in areas] == areas
     help_text = _help_context(("bench",)).command.get_help(_help_context(("bench",)))
     assert ", ".join(areas) in " ".join(help_text.split())
 
@@ -211,7 +211,7 @@ def test_performance_md_counts_and_orders_the_bench_areas() -> None:
         f"performance.md counts the areas as {sorted(counts)}; there are {len(areas)}"
     )
     table = _sections(_read("performance.md"))["localagent bench"]
-    rows = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
+    rows = re.findall(r"^\| `([\w-]+)` \|", table, re.MULTILINE)
     assert rows == areas, f"performance.md's area table should list {areas}, in that order"
 
 

@@ -20,6 +20,7 @@ from localagent_hookspecs import CloseCallback, Message, MessageError, SendFunc
 
 from .._connection import ConnectionBase, run_callbacks
 from .._protocol import Message as Parsed
+from .._redis_cluster import through_failover
 from ..exceptions import ConnectionLost
 from ._entries import (
     EntryError,
@@ -282,7 +283,7 @@ class Inbox:
         sender = RemoteSender(self, request, entry_id, peer)
         name = node.name or ""
         try:
-            if check_handled and await node.pipe("EXISTS", node.keys.done(name, request.uid)):
+            if check_handled and await self._exists(node.keys.done(name, request.uid)):
                 node.reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
                 node.pipe.fire_last(("XACK", node.keys.inbox(name), node.keys.group), [entry_id])
                 return
@@ -334,6 +335,8 @@ class Inbox:
         inbox entry, in that order, and this returns once it is queued: if
         that pipeline fails, the entry stays pending and is handled again
         when the inbox is read afresh (after Redis comes back, or a restart).
+        On a Redis Cluster the reply may go to another node than the record
+        and the acknowledgement: it is written first, and they follow once it is.
 
         Raises:
             ConnectionLost: Redis did not take a streamed message.
@@ -352,7 +355,7 @@ class Inbox:
             "*",
             *flat(reply.fields(node.signer, request.sender_agent)),
         )
-        if final:
+        if final and not node.cluster_mode:
             node.pipe.fire(*command)
             done = node.keys.done(node.name, request.uid)
             node.pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
@@ -361,9 +364,25 @@ class Inbox:
             )
             return
         try:
-            await node.pipe(*command)
+            if node.cluster_mode:  # written once the cluster elected a new primary
+                await through_failover(lambda: node.pipe(*command), node.errors)
+            else:
+                await node.pipe(*command)
         except node.errors as exc:
             raise ConnectionLost(f"cannot write to {request.sender}: {exc}") from None
+        if final:  # on a Redis Cluster: the reply (another slot, maybe another node) is written
+            done = node.keys.done(node.name, request.uid)
+            node.pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
+            node.pipe.fire_last(
+                ("XACK", node.keys.inbox(node.name), node.keys.group), [sender.entry_id]
+            )
+
+    async def _exists(self, key: str) -> bool:
+        """Whether ``key`` exists (asked again through a failover of a Redis Cluster)."""
+        node = self.node
+        if node.cluster_mode:
+            return bool(await through_failover(lambda: node.pipe("EXISTS", key), node.errors))
+        return bool(await node.pipe("EXISTS", key))
 
     async def deliver_to_peer(self, address: Address, sender: str, message: Message) -> Any:
         """Hand ``message`` to the connection ``address`` names, on this agent.

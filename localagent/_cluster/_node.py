@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import os
 import socket
@@ -31,8 +30,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from localagent_hookspecs import Connection, Message
 
-from .._autopipeline import AutoPipeline
+from .._redis_cluster import is_failover_error
 from ._broadcasts import Broadcasts
+from ._clients import Clients, cluster_clients, lone_clients
 from ._entries import (
     JOIN_KIND,
     LEAVE_KIND,
@@ -101,6 +101,9 @@ class ClusterNode:
         name: This agent's name (default: ``host:port`` it listens on).
         timeout: Seconds a forwarded message waits for its reply.
         secret: The cluster's shared secret (:func:`._signing.read_secret_file`).
+        wait_replicas: On a Redis Cluster, the replicas each write waits for
+            (``WAIT``; 0: none, asynchronous replication only).
+        wait_timeout: Milliseconds that ``WAIT`` may take.
 
     Attributes:
         rejected: Entries and payloads rejected since the start, by kind
@@ -119,10 +122,10 @@ class ClusterNode:
         secret: bytes,
         name: str | None = None,
         timeout: float = 30.0,
+        wait_replicas: int = 0,
+        wait_timeout: int = 1000,
     ) -> None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
+        import redis.exceptions
 
         self.runtime = runtime
         self.keys = Keys(cluster)
@@ -130,29 +133,11 @@ class ClusterNode:
         self.url = redis_url
         self.name: str | None = name
         self.timeout = timeout
-        self.errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            OSError,
-            TimeoutError,
-        )
         self._response_error = redis.exceptions.ResponseError
-
-        def client(**options: Any) -> redis.asyncio.Redis:
-            return redis.asyncio.Redis.from_url(
-                redis_url,
-                socket_connect_timeout=2.0,
-                retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-                **options,
-            )
-
-        # Blocking reads hold a connection each: they get clients of their own.
-        self.redis = client(socket_timeout=5.0, max_connections=32)
-        self._inbox_reader = client(socket_timeout=BLOCK_SECONDS + 5.0, max_connections=1)
-        self._reply_reader = client(socket_timeout=BLOCK_SECONDS + 5.0, max_connections=1)
-        self._subscriber = client(socket_timeout=None, max_connections=1)
-        #: Single commands of all the node's parts, pipelined together.
-        self.pipe = AutoPipeline(lambda: self.redis.connection_pool, timeout=5.0)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
+        # A Redis Cluster gets cluster clients instead, once run() has asked (_detect_mode).
+        self._use(lone_clients(redis_url, block_seconds=BLOCK_SECONDS))
         #: The agents with a live registration, as last seen (see :meth:`is_live`).
         self.live: set[str] = set()
         self._addresses: dict[str, Address] = {}
@@ -175,21 +160,59 @@ class ClusterNode:
         if self.name is None:
             self.name = url.removeprefix("ws://")
         name = self.name
+        await self._detect_mode()
         logger.info("joining cluster %r as agent %r", self.keys.cluster, name)
         loops = [
             self._warn_if_open(),
             self._loop(self._heartbeat, "heartbeat"),
-            self._loop(functools.partial(self.inbox.consume, self._inbox_reader), "inbox"),
+            self._loop(lambda: self.inbox.consume(self.clients.inbox_reader), "inbox"),
             self._loop(
-                functools.partial(self.forwarder.consume_replies, self._reply_reader), "replies"
+                lambda: self.forwarder.consume_replies(self.clients.reply_reader), "replies"
             ),
-            self._loop(functools.partial(self.broadcasts.listen, self._subscriber), "broadcast"),
+            self._loop(lambda: self.broadcasts.listen(self.clients.subscriber), "broadcast"),
             self._expire(),
         ]
         try:
             await asyncio.gather(*loops)
         finally:
             await self._leave()
+
+    async def _detect_mode(self) -> None:
+        """Ask the Redis whether it is a Redis Cluster (until it answers); if so, use one."""
+        from .._redis_cluster import is_cluster
+
+        backoff = _Backoff()
+        while True:
+            try:
+                found = await is_cluster(self.url)
+                break
+            except self.errors as exc:
+                if backoff.delay == 0.0:
+                    logger.warning(
+                        "cluster: Redis at %s is unavailable (%s); retrying",
+                        safe_url(self.url),
+                        exc,
+                    )
+            await backoff.wait()
+        if found:
+            await self._use_cluster()
+
+    def _use(self, clients: Clients) -> None:
+        self.clients = clients
+        self.redis, self.pipe, self.errors = clients.redis, clients.pipe, clients.errors
+        #: Whether the Redis is a Redis Cluster (known once run() has asked it).
+        self.cluster_mode = clients.cluster
+
+    async def _use_cluster(self) -> None:
+        """Swap the node's clients for Redis Cluster clients (see :mod:`._clients`)."""
+        previous, wait = self.clients, (self.wait_replicas, self.wait_timeout)
+        self._use(cluster_clients(self.url, block_seconds=BLOCK_SECONDS, wait=wait))
+        await previous.aclose()
+        logger.info(
+            "cluster: the Redis at %s is a Redis Cluster node: using the cluster client "
+            "(writes confirmed by %d replica(s))",
+            *(safe_url(self.url), self.wait_replicas),
+        )
 
     async def _loop(self, body: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
         """Run ``body`` until cancelled; whenever it fails, back off and run it again.
@@ -203,11 +226,6 @@ class ClusterNode:
             try:
                 await body()
                 return
-            except self._response_error as exc:
-                if "NOGROUP" not in str(exc):
-                    logger.exception("cluster %s failed; retrying", what)
-                else:  # the stream or its group vanished (Redis lost its data)
-                    logger.warning("cluster %s: %s; recreating the consumer group", what, exc)
             except self.errors as exc:
                 if time.monotonic() - started > 2 * HEARTBEAT_SECONDS:
                     backoff.reset()
@@ -218,6 +236,13 @@ class ClusterNode:
                         safe_url(self.url),
                         exc,
                     )
+            except self._response_error as exc:
+                if "NOGROUP" in str(exc):  # the stream or its group vanished (Redis lost data)
+                    logger.warning("cluster %s: %s; recreating the consumer group", what, exc)
+                elif is_failover_error(exc):  # a blocked read ended by a failover, say
+                    logger.warning("cluster %s: %s; retrying", what, exc)
+                else:
+                    logger.exception("cluster %s failed; retrying", what)
             except Exception:
                 logger.exception("cluster %s failed; retrying", what)
             await backoff.wait()
@@ -285,7 +310,8 @@ class ClusterNode:
                         pipe.delete(self.keys.alive(name), self.keys.peers(name))
                         pipe.hdel(self.keys.agents, name)
                         leave = encode_presence(self.signer, LEAVE_KIND, name, time.time())
-                        pipe.publish(self.keys.broadcast, leave)
+                        # Not in the pipeline: a Redis Cluster's pipelines refuse PUBLISH.
+                        self.pipe.fire("PUBLISH", self.keys.broadcast, leave)
                         await pipe.execute()
         except Exception as exc:  # Redis away: the registration expires by itself
             logger.debug("could not deregister from the cluster: %r", exc)
@@ -293,9 +319,7 @@ class ClusterNode:
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            await self.pipe.aclose()
-            for client in (self.redis, self._inbox_reader, self._reply_reader, self._subscriber):
-                await client.aclose()
+            await self.clients.aclose()
 
     # -- registry ----------------------------------------------------------
 
@@ -335,10 +359,10 @@ class ClusterNode:
             async with self.redis.pipeline(transaction=False) as shared:
                 shared.hset(keys.agents, name, registration.encode())
                 shared.hkeys(keys.agents)
-                if not announced:
+                if not announced:  # not in the pipeline: a Redis Cluster's refuse PUBLISH
                     join = encode_presence(self.signer, JOIN_KIND, name, time.time())
-                    shared.publish(keys.broadcast, join)
-                _hset, agents, *_rest = await shared.execute()
+                    self.pipe.fire("PUBLISH", keys.broadcast, join)
+                _hset, agents = await shared.execute()
             if not announced:
                 await self._ensure_groups()
                 announced = True

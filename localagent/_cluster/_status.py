@@ -108,8 +108,15 @@ def read_status(url: str, cluster: str) -> list[AgentStatus]:
     """
     import redis
 
+    from .._redis_cluster import is_cluster_sync, without_db
+
     keys = Keys(cluster)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+    client: Any
+    if is_cluster_sync(url):  # any node of a Redis Cluster: each key is read where it lives
+        client = redis.RedisCluster.from_url(without_db(url), **options)
+    else:
+        client = redis.Redis.from_url(url, **options)
     try:
         registered = client.hgetall(keys.agents)
         now = time.time()

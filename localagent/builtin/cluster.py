@@ -66,6 +66,8 @@ class Plugin:
             secret=read_secret_file(agent.settings.cluster_secret_path),  # ConfigError if bad
             name=settings.cluster_agent,
             timeout=settings.cluster_timeout,
+            wait_replicas=settings.cluster_wait_replicas,
+            wait_timeout=max(1, round(settings.cluster_wait_timeout * 1000)),
         )
         agent.pm.register(Router(self.node), name=ROUTER_NAME)
         agent.spawn(self.node.run(), name="localagent-cluster")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["RedisServer", "free_port"]
@@ -60,9 +60,12 @@ class RedisServer:
         durable: Append-only file with ``appendfsync always`` (every acknowledged
             write survives a restart); ``False`` keeps nothing on disk, as a
             benchmark of the client side wants.
+        options: More ``redis-server`` arguments (``--cluster-enabled yes``, say).
     """
 
-    def __init__(self, directory: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, durable: bool = True, options: Sequence[str] = ()
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
@@ -70,6 +73,7 @@ class RedisServer:
         self.directory = directory
         self.port = free_port()
         self.durable = durable
+        self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,6 +92,7 @@ class RedisServer:
                 "--appendonly", "yes" if self.durable else "no",
                 "--appendfsync", "always",
                 "--logfile", str(self.directory / "redis.log"),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -121,6 +126,14 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """End the server at once (SIGKILL): no shutdown, as a crash would."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
         self.process = None
 
     def restart(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from localagent import Client, _codec
 from localagent._cluster._signing import create_secret_file
-from localagent.testing import AgentProcess, free_port, running_agent
+from localagent.testing import AgentProcess, RedisClusterServer, free_port, running_agent
 
 CLUSTER = "test"
 #: Seconds a test waits for something that happens within a second or two.
@@ -163,3 +163,19 @@ class Cluster:
 def cluster(subprocess_env: dict[str, str], redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     with ExitStack() as stack:
         yield Cluster(subprocess_env, redis_url, tmp_path, stack)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """A private Redis Cluster of 3 primaries (no replicas) for the session."""
+    with RedisClusterServer(tmp_path_factory.mktemp("redis-cluster")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_server: RedisClusterServer) -> str:
+    """The URL of one node of the private Redis Cluster, every primary emptied."""
+    for node in redis_cluster_server.nodes:
+        with redis_cluster_server.client(node) as client:
+            client.flushall()
+    return redis_cluster_server.url

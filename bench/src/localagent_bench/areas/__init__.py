@@ -37,6 +37,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("redis", "redis"),
     ("pooling", "pooling"),
     ("cluster", "cluster"),
+    ("redis-cluster", "redis_cluster"),
     ("subprocess", "subprocess"),
     ("errors", "errors"),
     ("config", "config"),

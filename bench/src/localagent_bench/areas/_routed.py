@@ -121,7 +121,7 @@ class _Cpu:
         return total / count * 1e6
 
 
-async def _until_joined(requests: Requests, b_name: str) -> None:
+async def until_joined(requests: Requests, b_name: str) -> None:
     deadline = time.monotonic() + PATIENCE
     while True:  # B joins within a second or so of listening
         try:
@@ -163,7 +163,7 @@ async def measure_routed(
             async with Client(agent_a.url, agent_a.token) as client:
                 requests = Requests(client)
                 try:
-                    await _until_joined(requests, b_name)
+                    await until_joined(requests, b_name)
                     ctx.progress("cluster: warm-up")
                     await requests.throughput(count // 10, b_name)
                     await requests.throughput(count // 10, None)

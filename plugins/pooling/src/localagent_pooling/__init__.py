@@ -92,6 +92,14 @@ class Plugin:
         store: Any = agent.store
         if store.kind != "redis" or not hasattr(store, "use_pool"):
             return
+        if getattr(store, "cluster", False):
+            import logging
+
+            logging.getLogger("localagent.pooling").info(
+                "Redis pool not tuned: the store's Redis is a Redis Cluster (redis-py's "
+                "cluster client keeps a pool per node and pipelines by node itself)"
+            )
+            return
         from ._redis_pool import redis_pool
 
         try:
