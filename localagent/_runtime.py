@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import CoroutineType
 from typing import Any, Protocol, TypeVar
@@ -23,7 +22,6 @@ from localagent_hookspecs import (
     RouteHandler,
     SendFunc,
 )
-from pluggy import HookImpl
 from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
@@ -33,12 +31,14 @@ from ._config import Settings
 from ._connection import WebSocketConnection
 from ._dispatch import Dispatcher, HandlerFailed, discard
 from ._failures import ErrorContext, HandlerFailureLog, error_reply_for, report
+from ._lifecycle import PluginLifecycle
 from ._plugins import LoadedPlugins
 from ._protocol import INTERNAL_ERROR, Invalid, parse_frame
 from ._protocol import Message as Parsed
 from ._routes import LOADING_PLUGIN, RouteTable
 from ._stores import open_store
-from .exceptions import ConfigError, ConnectionLost, PluginError
+from ._traffic import Traffic
+from .exceptions import ConfigError, ConnectionLost
 
 __all__ = ["AgentRuntime", "Replying"]
 
@@ -94,6 +94,12 @@ class AgentRuntime:
         self._failure_log = HandlerFailureLog()
         #: Plugins that asked for their ``[plugins.NAME]`` table (see :meth:`_warn_unread`).
         self._tables_read: set[str] = set()
+        #: Runs each plugin's ``on_load`` and keeps what undoes it.
+        self.lifecycle = PluginLifecycle(self)
+        #: Messages received and failures answered, all traffic (for the monitor).
+        self.traffic = Traffic()
+        #: Called after plugins were enabled or disabled while the agent runs.
+        self._plugin_listeners: list[Callable[[], None]] = []
 
     # -- the Agent protocol ------------------------------------------------
 
@@ -131,10 +137,23 @@ class AgentRuntime:
         task = self.loop.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        self.lifecycle.owns(task)
         return task
 
     def add_route(self, path: str, handler: RouteHandler, *, needs_token: bool = True) -> None:
         self.routes.add(path, handler, needs_token=needs_token, plugin=LOADING_PLUGIN.get())
+
+    def on_plugins_changed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after plugins were enabled or disabled on the running agent."""
+        self._plugin_listeners.append(callback)
+
+    def plugins_changed(self) -> None:
+        """Tell the listeners of :meth:`on_plugins_changed`; one that raises is reported."""
+        for callback in list(self._plugin_listeners):
+            try:
+                callback()
+            except Exception as exc:
+                self.report(exc, ErrorContext("transport"))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -166,23 +185,7 @@ class AgentRuntime:
         except OSError as exc:
             raise ConfigError(f"cannot create the workspace {self.workspace}: {exc}") from None
         await self._check_store()
-        impls = list(reversed(self.pm.hook.on_load.get_hookimpls()))
-        outcomes = await asyncio.gather(*(self._load_one(impl) for impl in impls))
-        for impl, error in zip(impls, outcomes, strict=True):
-            if error is None:
-                continue
-            name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-            info = self.plugins.info(name)
-            if info is not None:
-                info.error = f"on_load failed: {type(error).__name__}: {error}"
-                info.registered = False
-                info.hooks = info.handles = ()
-            self.report(error, ErrorContext("load", plugin=name))
-            self.routes.remove_plugin(name)
-            self.pm.unregister(impl.plugin)
-            if self.strict:
-                raise PluginError(name, f"on_load failed: {error}") from error
-            logger.error("plugin %r disabled: on_load failed: %s", name, error)
+        await self.lifecycle.load(list(reversed(self.pm.hook.on_load.get_hookimpls())))
         self._warn_unread()
 
     def _warn_unread(self) -> None:
@@ -211,29 +214,14 @@ class AgentRuntime:
             # requests get "unavailable" replies.
             logger.warning("%s", exc.message)
 
-    async def _load_one(self, impl: HookImpl) -> BaseException | None:
-        name = self.pm.get_name(impl.plugin)
-        LOADING_PLUGIN.set(name)  # this task's own context: its routes are the plugin's
-        started = time.perf_counter()
-        try:
-            result = impl.function(*([self] if impl.argnames else []))
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            return exc
-        finally:
-            info = self.plugins.info(name) if name else None
-            if info is not None:
-                info.load_seconds = time.perf_counter() - started
-        return None
-
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for running handlers to reply."""
         if self.in_flight and timeout > 0:
             await asyncio.wait(list(self.in_flight), timeout=timeout)
 
     async def aclose(self) -> None:
-        """Cancel the background tasks started with :meth:`spawn`; close the store."""
+        """Undo each plugin's ``on_load``, cancel the tasks of :meth:`spawn`, close the store."""
+        await self.lifecycle.tear_down_all()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -314,6 +302,7 @@ class AgentRuntime:
         in_flight = asyncio.Semaphore(self._max_in_flight)
         budget = self.budget
         share = budget.share
+        traffic = self.traffic
         pending: set[asyncio.Task[None]] = set()
 
         def forget(task: asyncio.Task[None]) -> None:
@@ -337,7 +326,9 @@ class AgentRuntime:
                 # not UTF-8 (RFC 6455 section 8.1). Binary frames come as bytes.
                 frame = await ws.recv()
                 send = connection.send_path  # read per frame: a plugin may wrap it later
-                for item in parse_frame(frame):
+                items = parse_frame(frame)
+                traffic.messages += len(items)
+                for item in items:
                     if type(item) is not Parsed:
                         await self._reject(connection, item)  # type: ignore[arg-type]
                         continue
@@ -416,6 +407,7 @@ class AgentRuntime:
         Raises:
             ConnectionLost: The reply could not be handed to ``connection``.
         """
+        self.traffic.messages += 1
         try:
             result = self.dispatcher.dispatch(connection, message)
         except HandlerFailed as failed:
@@ -467,6 +459,7 @@ class AgentRuntime:
         context = ErrorContext("send", connection=connection, message=message)
         chosen = self.report(error, context)
         if isinstance(error, _codec.EncodeError):
+            self.traffic.errors += 1
             fallback = chosen or MessageError(
                 INTERNAL_ERROR, f"the reply is not JSON-serialisable: {error}"
             )
@@ -476,6 +469,7 @@ class AgentRuntime:
         await connection.send_frame(_codec.dumps(reply))
 
     async def _fail(self, connection: Replying, message: Message, failed: HandlerFailed) -> None:
+        self.traffic.errors += 1
         error = failed.error
         if isinstance(error, SystemExit):
             # sys.exit() in a handler is a plugin bug, not a request to stop the agent.
@@ -491,6 +485,7 @@ class AgentRuntime:
         await self._reply(connection, message, error_reply_for(message.id, chosen or error))
 
     async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
+        self.traffic.errors += 1
         error = MessageError(invalid.code, invalid.reason)
         chosen = self.report(error, ErrorContext("message", connection=connection))
         await self._reply(connection, None, error_reply_for(invalid.id, chosen or error))

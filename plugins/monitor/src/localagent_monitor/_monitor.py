@@ -164,9 +164,19 @@ class Monitor:
             self.own_port = await MonitorPort.open(config, self.routes(), token)
             where = self.own_port.url
         self._samples.append(self.metrics.sample(time.monotonic()))
-        self.agent.spawn(self._run(), name="monitor ticker")
+        self._ticker = self.agent.spawn(self._run(), name="monitor ticker")
         self._ready = True
         logger.info("monitor listening on %s (%s)", where, ", ".join(PATHS))
+
+    async def stop(self) -> None:
+        """Stop the ticker and close the monitor's own port (the plugin's teardown)."""
+        self._ready = False
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+        elif self.own_port is not None:
+            await self.own_port.aclose()
 
     async def _run(self) -> None:
         try:
