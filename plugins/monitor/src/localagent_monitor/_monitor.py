@@ -101,7 +101,8 @@ class Monitor:
     def __init__(self, config: MonitorConfig, agent: Agent) -> None:
         self.config = config
         self.agent = agent
-        self.metrics = Metrics()
+        #: The runtime's counters of all traffic feed throughput and error rate.
+        self.metrics = Metrics(traffic=getattr(agent, "traffic", None))
         self.health = HealthTracker(self.metrics.started)
         self.figures: WindowFigures | None = None
         self.history: deque[float] = deque(maxlen=HISTORY)
@@ -163,14 +164,16 @@ class Monitor:
             token = TokenFile(self.agent.config_dir).get
             self.own_port = await MonitorPort.open(config, self.routes(), token)
             where = self.own_port.url
+        self.metrics.gc.install()
         self._samples.append(self.metrics.sample(time.monotonic()))
         self._ticker = self.agent.spawn(self._run(), name="monitor ticker")
         self._ready = True
         logger.info("monitor listening on %s (%s)", where, ", ".join(PATHS))
 
     async def stop(self) -> None:
-        """Stop the ticker and close the monitor's own port (the plugin's teardown)."""
+        """Stop the ticker, the GC watch and the monitor's own port (the plugin's teardown)."""
         self._ready = False
+        self.metrics.gc.remove()
         ticker = getattr(self, "_ticker", None)
         if ticker is not None:
             ticker.cancel()
@@ -248,7 +251,7 @@ class Monitor:
         self.figures = figures = window_figures(samples[0], sample)
         previous = samples[-2]
         latest = window_figures(previous, sample)
-        self.history.append(latest.total_rate)
+        self.history.append(latest.messages_per_s)
         reading = Reading(
             errors_per_s=figures.errors_per_s,
             p99_ms=figures.p99_ms,
@@ -296,6 +299,7 @@ class Monitor:
             "healthy_share": self.health.healthy_share(now),
             "send_queue": self.queue_depth(),
             "memory_growth_bytes": resident_bytes() - self.metrics.memory_at_start,
+            "cpu_percent": self.figures.cpu_percent if self.figures else 0.0,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -304,6 +308,7 @@ class Monitor:
 
         now = time.monotonic()
         metrics, figures, health = self.metrics, self.figures, self.health.current
+        traffic = metrics.traffic
         types = {}
         for name, stats in sorted(metrics.types.items()):
             latency = stats.latency
@@ -331,8 +336,10 @@ class Monitor:
                 "hooks": ["on_connect", "on_error"],
             },
             "throughput": {
-                "total_rate": figures.total_rate if figures else 0.0,
-                "handled": sum(stats.handled for stats in metrics.types.values()),
+                "total_rate": figures.messages_per_s if figures else 0.0,
+                "handled": traffic.messages if traffic is not None else None,
+                "monitored_rate": figures.total_rate if figures else 0.0,
+                "monitored_handled": sum(stats.handled for stats in metrics.types.values()),
                 "history": list(self.history),
             },
             "latency": {"p99_ms": figures.p99_ms if figures else None},
@@ -340,6 +347,9 @@ class Monitor:
             "errors": {
                 "total": metrics.errors_total,
                 "per_s": figures.errors_per_s if figures else 0.0,
+                "replies": traffic.errors if traffic is not None else None,
+                "replies_per_s": figures.error_replies_per_s if figures else 0.0,
+                "ratio": figures.error_ratio if figures else None,
                 "by": [
                     {"stage": stage, "plugin": plugin or None, "kind": kind, "count": count}
                     for (stage, plugin, kind), count in sorted(
@@ -355,6 +365,16 @@ class Monitor:
             "memory": {
                 "resident_bytes": memory,
                 "growth_bytes": memory - metrics.memory_at_start,
+            },
+            "cpu": {
+                "percent": figures.cpu_percent if figures else 0.0,
+                "seconds": time.process_time(),
+            },
+            "gc": {
+                "collections": list(metrics.gc.collections),
+                "pause_ms": [seconds * 1000 for seconds in metrics.gc.pause],
+                "per_s": figures.gc_per_s if figures else 0.0,
+                "pause_percent": figures.gc_pause_percent if figures else 0.0,
             },
             "plugins": _plugin_rows(self.agent),
             "optimizer": {
