@@ -84,6 +84,25 @@ class PluginLifecycle:
             raise PluginError(name, f"on_load failed: {error}") from error
         logger.error("plugin %r disabled: on_load failed: %s", name, error)
 
+    def warn_unread(self, tables_read: set[str]) -> None:
+        """Warn about settings in the tables of loaded plugins that read no settings.
+
+        A plugin with settings refuses unknown keys itself (``plugin_settings``);
+        one without (``ping``, ``kv``, ...) never looks, so a key there is a typo
+        or a misplaced table that would otherwise go unnoticed.
+        """
+        runtime = self._runtime
+        for name, table in runtime.settings.plugins.items():
+            keys = [key for key in table if key != "enabled"]
+            info = runtime.plugins.info(name)
+            if keys and info is not None and info.registered and name not in tables_read:
+                logger.warning(
+                    "%s: %s: plugin %r has no settings; ignored",
+                    runtime.settings.config_file,
+                    ", ".join(f"plugins.{name}.{key}" for key in keys),
+                    name,
+                )
+
     async def _load_one(self, impl: HookImpl) -> BaseException | None:
         runtime = self._runtime
         name = runtime.pm.get_name(impl.plugin)

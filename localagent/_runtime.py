@@ -33,6 +33,7 @@ from ._dispatch import Dispatcher, HandlerFailed, discard
 from ._failures import ErrorContext, HandlerFailureLog, error_reply_for, report
 from ._lifecycle import PluginLifecycle
 from ._plugins import LoadedPlugins
+from ._pressure import TRY_AGAIN_LATER, Pressure
 from ._protocol import INTERNAL_ERROR, Invalid, parse_frame
 from ._protocol import Message as Parsed
 from ._routes import LOADING_PLUGIN, RouteTable
@@ -85,6 +86,8 @@ class AgentRuntime:
         self._max_in_flight = settings.server.max_in_flight
         #: Encoded replies waiting to be written, across connections (``max_pending_bytes``).
         self.budget = OutboundBudget(settings.server.max_pending_bytes)
+        #: What plugins may hold back under load (budget, new connections).
+        self.pressure = Pressure(self.budget, settings.server.max_pending_bytes)
         self._store: KeyValueStore | None = None
         #: The plain HTTP routes plugins added (see :meth:`add_route`).
         self.routes = RouteTable()
@@ -92,7 +95,7 @@ class AgentRuntime:
         self.url: str | None = None
         self._listening = asyncio.Event()
         self._failure_log = HandlerFailureLog()
-        #: Plugins that asked for their ``[plugins.NAME]`` table (see :meth:`_warn_unread`).
+        #: Plugins that asked for their ``[plugins.NAME]`` table (see ``warn_unread``).
         self._tables_read: set[str] = set()
         #: Runs each plugin's ``on_load`` and keeps what undoes it.
         self.lifecycle = PluginLifecycle(self)
@@ -143,6 +146,12 @@ class AgentRuntime:
     def add_route(self, path: str, handler: RouteHandler, *, needs_token: bool = True) -> None:
         self.routes.add(path, handler, needs_token=needs_token, plugin=LOADING_PLUGIN.get())
 
+    def limit_outbound(self, factor: float) -> int:
+        return self.pressure.limit_outbound(factor)
+
+    def refuse_connections(self, reason: str | None) -> None:
+        self.pressure.refuse_connections(reason)
+
     def on_plugins_changed(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after plugins were enabled or disabled on the running agent."""
         self._plugin_listeners.append(callback)
@@ -186,25 +195,7 @@ class AgentRuntime:
             raise ConfigError(f"cannot create the workspace {self.workspace}: {exc}") from None
         await self._check_store()
         await self.lifecycle.load(list(reversed(self.pm.hook.on_load.get_hookimpls())))
-        self._warn_unread()
-
-    def _warn_unread(self) -> None:
-        """Warn about settings in the tables of loaded plugins that read no settings.
-
-        A plugin with settings refuses unknown keys itself (``plugin_settings``);
-        one without (``ping``, ``kv``, ...) never looks, so a key there is a typo
-        or a misplaced table that would otherwise go unnoticed.
-        """
-        for name, table in self.settings.plugins.items():
-            keys = [key for key in table if key != "enabled"]
-            info = self.plugins.info(name)
-            if keys and info is not None and info.registered and name not in self._tables_read:
-                logger.warning(
-                    "%s: %s: plugin %r has no settings; ignored",
-                    self.settings.config_file,
-                    ", ".join(f"plugins.{name}.{key}" for key in keys),
-                    name,
-                )
+        self.lifecycle.warn_unread(self._tables_read)
 
     async def _check_store(self) -> None:
         try:
@@ -297,11 +288,14 @@ class AgentRuntime:
 
     async def serve(self, ws: WebSocket, *, origin: str | None = None) -> None:
         """Serve one inbound connection until it closes."""
+        refusing = self.pressure.refusing
+        if refusing is not None:  # under pressure: "try again later", before any hook
+            await ws.close(TRY_AGAIN_LATER, refusing)
+            return
         connection = self.connection_for(ws, outbound=False, origin=origin)
         self.connections.add(connection)
         in_flight = asyncio.Semaphore(self._max_in_flight)
         budget = self.budget
-        share = budget.share
         traffic = self.traffic
         pending: set[asyncio.Task[None]] = set()
 
@@ -344,7 +338,7 @@ class AgentRuntime:
                             await in_flight.acquire()
                             if connection.closed:  # shed or closing while we waited
                                 raise ConnectionLost(f"connection {connection.id} is closed")
-                            if connection.pending_bytes > share:
+                            if connection.pending_bytes > budget.share:
                                 # Slowed: its replies wait for the client to read them,
                                 # so start nothing more for it until they are written.
                                 budget.slowed += 1

@@ -284,6 +284,25 @@ class Agent(Protocol):
     @property
     def traffic(self) -> Traffic: ...
 
+    def limit_outbound(self, factor: float) -> int:
+        """Set the outbound budget to ``factor`` times ``server.max_pending_bytes``.
+
+        For a plugin that relieves an agent under pressure (the monitor's
+        optimization actions). ``factor`` is clamped to ``[0.05, 1.0]``: the
+        budget never grows past the configuration; ``1.0`` restores it. A
+        smaller budget slows, and past it sheds (close code 1008), the
+        connections whose replies wait the most. Returns the budget in bytes.
+        """
+
+    def refuse_connections(self, reason: str | None) -> None:
+        """Close new WebSocket connections with 1013 (try again later) and ``reason``.
+
+        From now on, each connection that passed the handshake's checks is
+        closed at once, before ``on_connect``, with close code 1013 and
+        ``reason`` (cut to 120 bytes); open connections and the HTTP routes
+        (``/readyz``, ``/metrics``) go on. ``None`` accepts connections again.
+        """
+
     def on_plugins_changed(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever plugins are enabled or disabled on the running agent.
 

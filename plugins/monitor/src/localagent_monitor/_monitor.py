@@ -33,6 +33,7 @@ from localagent_hookspecs import (
     SendFunc,
 )
 
+from ._actions import PressureActions
 from ._config import MonitorConfig
 from ._health import Health, HealthTracker, Reading, assess
 from ._metrics import Metrics, Sample, WindowFigures, window_figures
@@ -47,8 +48,9 @@ logger = logging.getLogger("localagent.monitor")
 HISTORY = 120
 #: How many auto-optimizer decisions are kept for the dashboard.
 DECISIONS = 50
-#: The batching plugin's key in ``connection.state``.
+#: The batching and mempool plugins' keys in ``connection.state``.
 BATCHING = "batching"
+MEMPOOL = "mempool"
 
 #: The endpoints, in the order the log line names them.
 PATHS = ("/performance", "/performance.json", "/metrics", "/livez", "/readyz")
@@ -113,6 +115,8 @@ class Monitor:
             if config.auto_optimize
             else None
         )
+        #: The optimization cycle's actions (``None`` unless ``actions = true``).
+        self.actions = PressureActions(config, agent, self.buffer_pools) if config.actions else None
         self._samples: deque[Sample] = deque()
         self._warned_no_switch = False
         #: The monitor's own port, when ``port`` is set (else the agent's port serves).
@@ -174,6 +178,8 @@ class Monitor:
         """Stop the ticker, the GC watch and the monitor's own port (the plugin's teardown)."""
         self._ready = False
         self.metrics.gc.remove()
+        if self.actions is not None:
+            self.actions.undo()
         ticker = getattr(self, "_ticker", None)
         if ticker is not None:
             ticker.cancel()
@@ -233,6 +239,15 @@ class Monitor:
 
     # -- the ticker ----------------------------------------------------------
 
+    def buffer_pools(self) -> list[Any]:
+        """The mempool plugin's buffer pools the open connections use (one per agent)."""
+        pools: dict[int, Any] = {}
+        for figures in self.connections.values():
+            pool = figures.connection.state.get(MEMPOOL)
+            if pool is not None:
+                pools[id(pool)] = pool
+        return list(pools.values())
+
     def queue_depth(self) -> int:
         """Outbound messages the batching plugin holds, over every open connection."""
         total = 0
@@ -259,6 +274,8 @@ class Monitor:
             memory_growth_mb=(sample.memory - self.metrics.memory_at_start) / 1e6,
         )
         self.health.update(assess(reading, self.config), now)
+        if self.actions is not None:
+            self.actions.update(self.health.current, now)
         self._optimize(now, latest.seconds)
 
     def _optimize(self, now: float, seconds: float) -> None:
@@ -377,6 +394,14 @@ class Monitor:
                 "pause_percent": figures.gc_pause_percent if figures else 0.0,
             },
             "plugins": _plugin_rows(self.agent),
+            "actions": {
+                "enabled": self.actions is not None,
+                "active": list(self.actions.active.values()) if self.actions else [],
+                "log": [
+                    {"at": event.at, "level": event.level, "text": event.text}
+                    for event in reversed(self.actions.events if self.actions else ())
+                ],
+            },
             "optimizer": {
                 "enabled": self.optimizer is not None,
                 "connections": [
