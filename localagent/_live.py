@@ -143,7 +143,15 @@ class LivePlugins:
     def start(self) -> None:
         """Write the status file and start watching (a task of the agent's own)."""
         self.write_status()
-        self.runtime.spawn(self._watch(), name="localagent plugin watcher")
+        self._task = self.runtime.spawn(self._watch(), name="localagent plugin watcher")
+
+    async def stop(self) -> None:
+        """Stop watching and remove the status file (before the plugins are torn down)."""
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        remove_status(self._config_dir)
 
     async def _watch(self) -> None:
         try:
@@ -328,9 +336,14 @@ class LivePlugins:
                     "open_connections_still_with": len(self._kept.get(info.name, set()) & open_ids),
                 }
             )
+        selection = self.selection
         return {
             "pid": os.getpid(),
             "url": self.url,
+            # What overrides config.toml in this agent (-p, LOCALAGENT_LOAD_PLUGINS).
+            "load_only": None if selection.load_only is None else sorted(selection.load_only),
+            "enable": sorted(selection.enable),
+            "disable": sorted(selection.disable),
             "started": _wall(self.started),
             "watch_interval": self.interval,
             "connections": len(open_ids),

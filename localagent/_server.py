@@ -283,6 +283,8 @@ class Server:
         """
         if self._ws_server is None:
             return
+        if self.live is not None:
+            await self.live.stop()
         self._ws_server.close(close_connections=False)
         await self.runtime.drain(self.settings.server.shutdown_grace)
         connections = list(self.runtime.connections)

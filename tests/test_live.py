@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -75,42 +74,67 @@ async def test_echo_toggled_by_the_cli_on_an_open_connection(
         assert "plugin 'echo' enabled on the running agent" in agent.output
 
 
+GREET_PROJECT = """
+[build-system]
+requires = ["hatchling>=1.18"]
+build-backend = "hatchling.build"
+
+[project]
+name = "localagent-greet"
+version = "VERSION"
+
+[project.entry-points.localagent]
+greet = "localagent_greet"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/localagent_greet"]
+"""
+
+GREET_MODULE = """
+from localagent_hookspecs import handles, hookimpl
+
+@hookimpl(specname="on_message")
+@handles("greet")
+def greet(message):
+    return {"greeting": f"WORD, {message.data}"}
+"""
+
+
+def _write_greet(project: Path, version: str, word: str) -> None:
+    (project / "src" / "localagent_greet").mkdir(parents=True, exist_ok=True)
+    (project / "pyproject.toml").write_text(GREET_PROJECT.replace("VERSION", version))
+    module = project / "src" / "localagent_greet" / "__init__.py"
+    module.write_text(GREET_MODULE.replace("WORD", word))
+
+
+def _install(project: Path, target: Path) -> None:
+    """``uv pip install --target``: a real install into a directory on the agent's sys.path."""
+    uv = Path(sys.executable).with_name("uv")
+    subprocess.run(
+        [
+            str(uv),
+            "pip",
+            "install",
+            "-q",
+            "-p",
+            sys.executable,
+            "--no-deps",
+            "--reinstall",
+            "--target",
+            str(target),
+            str(project),
+        ],
+        check=True,
+        timeout=120,
+        env={**os.environ, "UV_BUILD_CONSTRAINT": str(_build_constraints())},
+    )
+
+
 async def test_a_plugin_installed_while_the_agent_runs_is_served_without_restart(
     subprocess_env: dict[str, str], isolated_env: Path, tmp_path: Path
 ) -> None:
     project = tmp_path / "greet"
-    (project / "src" / "localagent_greet").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [build-system]
-            requires = ["hatchling>=1.18"]
-            build-backend = "hatchling.build"
-
-            [project]
-            name = "localagent-greet"
-            version = "0.1.0"
-
-            [project.entry-points.localagent]
-            greet = "localagent_greet"
-
-            [tool.hatch.build.targets.wheel]
-            packages = ["src/localagent_greet"]
-            """
-        )
-    )
-    (project / "src" / "localagent_greet" / "__init__.py").write_text(
-        textwrap.dedent(
-            """
-            from localagent_hookspecs import handles, hookimpl
-
-            @hookimpl(specname="on_message")
-            @handles("greet")
-            def greet(message):
-                return {"greeting": f"hello, {message.data}"}
-            """
-        )
-    )
+    _write_greet(project, "0.1.0", "hello")
     target = tmp_path / "site"  # on the agent's sys.path, empty until the install
     target.mkdir()
     env = {**subprocess_env, "PYTHONPATH": str(target), "LOCALAGENT_LOAD_PLUGINS": "greet"}
@@ -118,28 +142,27 @@ async def test_a_plugin_installed_while_the_agent_runs_is_served_without_restart
         token = (isolated_env / "token").read_text().strip()
         async with Client(agent.url, token) as client:
             assert await answer(client, "greet", "you") == "unknown_type"
-            uv = Path(sys.executable).with_name("uv")
-            subprocess.run(  # noqa: ASYNC221 (the agent is another process)
-                [
-                    str(uv),
-                    "pip",
-                    "install",
-                    "-q",
-                    "-p",
-                    sys.executable,
-                    "--no-deps",
-                    "--target",
-                    str(target),
-                    str(project),
-                ],
-                check=True,
-                timeout=120,
-                env={**os.environ, "UV_BUILD_CONSTRAINT": str(_build_constraints())},
-            )
+            await asyncio.to_thread(_install, project, target)
             await until(
                 lambda: answer(client, "greet", "you"), lambda r: r == {"greeting": "hello, you"}
             )
-        assert "plugin 'greet' installed (localagent-greet 0.1.0)" in agent.output
+            assert "plugin 'greet' installed (localagent-greet 0.1.0)" in agent.output
+
+            # An upgrade of an imported module: served as before, and said to need a restart.
+            _write_greet(project, "0.2.0", "howdy")
+            await asyncio.to_thread(_install, project, target)
+            await until(lambda: _async(agent.output), lambda out: "restart the agent" in out)
+            assert await answer(client, "greet", "you") == {"greeting": "hello, you"}
+        assert "plugin 'greet' was upgraded from 0.1.0 to 0.2.0" in agent.output
+        listed = json.loads(cli(env, "plugins", "list", "--json").stdout)
+        (greet,) = [record for record in listed if record["name"] == "greet"]
+        assert greet["version"] == "0.2.0"
+        assert greet["running"][0]["version"] == "0.1.0"
+        assert greet["running"][0]["stale"] is True
+        text = cli(env, "plugins", "list").stdout
+        assert "'greet' is stale: the agent runs 0.1.0, 0.2.0 is installed; restart" in text
+        said = cli(env, "plugins", "disable", "greet").stdout
+        assert "keeps it as it is: its LOCALAGENT_LOAD_PLUGINS decides 'greet'" in said
 
 
 def _build_constraints() -> Path:

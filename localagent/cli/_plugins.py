@@ -239,23 +239,37 @@ def _known_spec(name: str) -> PluginSpec:
 def _toggle(name: str, enabled: bool) -> None:
     from .._config import set_plugin_enabled
 
-    _known_spec(name)
+    spec = _known_spec(name)
     path = set_plugin_enabled(config_dir(), name, enabled)
     state = "enabled" if enabled else "disabled"
     click.echo(f"{state} plugin {name!r} (saved in {path})")
-    _tell_running_agents("apply it")
+    _tell_running_agents("apply it", spec.name, spec.builtin)
 
 
-def _tell_running_agents(what: str) -> None:
+def _overridden(agent: dict[str, Any], name: str, builtin: bool) -> str | None:
+    """What decides plugin ``name`` in a running agent instead of config.toml, if anything."""
+    if name in agent.get("disable", ()):
+        return f"-p no:{name}"
+    if name in agent.get("enable", ()):
+        return f"-p {name}"
+    if agent.get("load_only") is not None and not builtin:
+        return "LOCALAGENT_LOAD_PLUGINS"
+    return None
+
+
+def _tell_running_agents(what: str, name: str | None = None, builtin: bool = False) -> None:
     """Say which running agents on this config dir will ``what``, and when."""
     from .._running import read_statuses
 
     for agent in read_statuses(config_dir()):
+        where = f"the agent running at {agent.get('url')} (pid {agent['pid']})"
+        override = _overridden(agent, name, builtin) if name is not None else None
+        if override is not None:
+            click.echo(f"{where} keeps it as it is: its {override} decides {name!r} for this run")
+            continue
         interval = agent.get("watch_interval") or 0
         when = f"within {interval:g} s" if interval else "at its next start (watching is off)"
-        click.echo(
-            f"the agent running at {agent.get('url')} (pid {agent['pid']}) will {what} {when}"
-        )
+        click.echo(f"{where} will {what} {when}")
 
 
 @plugins.command("rescan")
