@@ -227,6 +227,9 @@ def _known_spec(name: str) -> PluginSpec:
     from .._bootstrap import Selection, config_path, disabled_plugins, open_cache
     from .._plugins import BUILTIN_PLUGINS, installed_plugins
 
+    for spec in BUILTIN_PLUGINS:  # a built-in needs no look at the installed distributions
+        if spec.name == name:
+            return spec
     selection = Selection.build(disabled_plugins(config_path()))
     specs = [*BUILTIN_PLUGINS, *installed_plugins(open_cache(selection.is_enabled))]
     for spec in specs:
