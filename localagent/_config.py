@@ -128,6 +128,9 @@ class ServerSettings:
         shutdown_grace: Seconds in-flight requests get to finish at shutdown.
         loop: The event loop ``serve`` runs on: ``"auto"`` (uvloop when
             installed, else asyncio's), ``"uvloop"`` or ``"asyncio"``.
+        watch_interval: Seconds between two looks at ``config.toml`` and the
+            installed distributions, for plugins enabled, disabled or
+            installed while the agent runs (0 turns the watching off).
     """
 
     host: str = attrs.field(default="127.0.0.1", converter=_str)
@@ -149,6 +152,9 @@ class ServerSettings:
     open_timeout: float = attrs.field(default=10.0, converter=_float, validator=_positive)
     shutdown_grace: float = attrs.field(default=5.0, converter=_float)
     loop: str = attrs.field(default="auto", converter=_str, validator=_loop_name)
+    watch_interval: float = attrs.field(
+        default=0.5, converter=_float, validator=attrs.validators.ge(0)
+    )
 
 
 def _default_workspace() -> Path:

@@ -42,6 +42,8 @@ __all__ = [
     "installed_plugins",
     "load_plugins",
     "parse_plugin_options",
+    "register_object",
+    "register_spec",
 ]
 
 ENTRY_POINT_GROUP = "localagent"
@@ -255,10 +257,14 @@ class LoadedPlugins:
     Attributes:
         manager: The plugin manager with every successfully loaded plugin.
         infos: One entry per known plugin (enabled or not), built-ins first.
+        selection: The rules that decided which were enabled (``None``: not known).
+        extra: The plugin objects registered directly by name.
     """
 
     manager: PluginManager
     infos: list[PluginInfo]
+    selection: Selection | None = None
+    extra: Mapping[str, object] = attrs.field(factory=dict)
 
     def info(self, name: str) -> PluginInfo | None:
         return next((info for info in self.infos if info.name == name), None)
@@ -314,23 +320,39 @@ def load_plugins(
         seen.add(spec.name)
         if not enabled or info.error:
             continue
-        started = time.perf_counter()
-        try:
-            plugin = _import(spec.value)
-        except Exception as exc:
-            info.error = f"import failed: {type(exc).__name__}: {exc}"
-        else:
-            info.error = _register(pm, plugin, info)
-        info.import_seconds = time.perf_counter() - started
-        if info.error and strict:
-            raise PluginError(spec.name, info.error)
+        error = register_spec(pm, info)
+        if error is not None and strict:
+            raise PluginError(spec.name, error)
     for name, plugin in (extra or {}).items():
         info = PluginInfo(spec=PluginSpec(name, repr(plugin)), enabled=True)
         infos.append(info)
         info.error = _register(pm, plugin, info)
         if info.error and strict:
             raise PluginError(name, info.error)
-    return LoadedPlugins(manager=pm, infos=infos)
+    return LoadedPlugins(manager=pm, infos=infos, selection=selection, extra=dict(extra or {}))
+
+
+def register_spec(pm: PluginManager, info: PluginInfo) -> str | None:
+    """Import the plugin of ``info.spec`` and register it; record time and error in ``info``.
+
+    Returns:
+        The error (``info.error``), or ``None`` when it is registered.
+    """
+    started = time.perf_counter()
+    try:
+        plugin = _import(info.spec.value)
+    except Exception as exc:
+        info.error = f"import failed: {type(exc).__name__}: {exc}"
+    else:
+        info.error = _register(pm, plugin, info)
+    info.import_seconds = time.perf_counter() - started
+    return info.error
+
+
+def register_object(pm: PluginManager, plugin: object, info: PluginInfo) -> str | None:
+    """Register a plugin object directly (``extra``); return and record any error."""
+    info.error = _register(pm, plugin, info)
+    return info.error
 
 
 def _register(pm: PluginManager, plugin: object, info: PluginInfo) -> str | None:

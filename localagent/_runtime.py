@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import CoroutineType
 from typing import Any, Protocol, TypeVar
@@ -23,7 +22,6 @@ from localagent_hookspecs import (
     RouteHandler,
     SendFunc,
 )
-from pluggy import HookImpl
 from websockets.asyncio.connection import Connection as WebSocket
 from websockets.exceptions import ConnectionClosed
 
@@ -33,12 +31,15 @@ from ._config import Settings
 from ._connection import WebSocketConnection
 from ._dispatch import Dispatcher, HandlerFailed, discard
 from ._failures import ErrorContext, HandlerFailureLog, error_reply_for, report
+from ._lifecycle import PluginLifecycle
 from ._plugins import LoadedPlugins
+from ._pressure import TRY_AGAIN_LATER, Pressure
 from ._protocol import INTERNAL_ERROR, Invalid, parse_frame
 from ._protocol import Message as Parsed
 from ._routes import LOADING_PLUGIN, RouteTable
 from ._stores import open_store
-from .exceptions import ConfigError, ConnectionLost, PluginError
+from ._traffic import Traffic
+from .exceptions import ConfigError, ConnectionLost
 
 __all__ = ["AgentRuntime", "Replying"]
 
@@ -85,6 +86,8 @@ class AgentRuntime:
         self._max_in_flight = settings.server.max_in_flight
         #: Encoded replies waiting to be written, across connections (``max_pending_bytes``).
         self.budget = OutboundBudget(settings.server.max_pending_bytes)
+        #: What plugins may hold back under load (budget, new connections).
+        self.pressure = Pressure(self.budget, settings.server.max_pending_bytes)
         self._store: KeyValueStore | None = None
         #: The plain HTTP routes plugins added (see :meth:`add_route`).
         self.routes = RouteTable()
@@ -92,8 +95,14 @@ class AgentRuntime:
         self.url: str | None = None
         self._listening = asyncio.Event()
         self._failure_log = HandlerFailureLog()
-        #: Plugins that asked for their ``[plugins.NAME]`` table (see :meth:`_warn_unread`).
+        #: Plugins that asked for their ``[plugins.NAME]`` table (see ``warn_unread``).
         self._tables_read: set[str] = set()
+        #: Runs each plugin's ``on_load`` and keeps what undoes it.
+        self.lifecycle = PluginLifecycle(self)
+        #: Messages received and failures answered, all traffic (for the monitor).
+        self.traffic = Traffic()
+        #: Called after plugins were enabled or disabled while the agent runs.
+        self._plugin_listeners: list[Callable[[], None]] = []
 
     # -- the Agent protocol ------------------------------------------------
 
@@ -131,10 +140,29 @@ class AgentRuntime:
         task = self.loop.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        self.lifecycle.owns(task)
         return task
 
     def add_route(self, path: str, handler: RouteHandler, *, needs_token: bool = True) -> None:
         self.routes.add(path, handler, needs_token=needs_token, plugin=LOADING_PLUGIN.get())
+
+    def limit_outbound(self, factor: float) -> int:
+        return self.pressure.limit_outbound(factor)
+
+    def refuse_connections(self, reason: str | None) -> None:
+        self.pressure.refuse_connections(reason)
+
+    def on_plugins_changed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after plugins were enabled or disabled on the running agent."""
+        self._plugin_listeners.append(callback)
+
+    def plugins_changed(self) -> None:
+        """Tell the listeners of :meth:`on_plugins_changed`; one that raises is reported."""
+        for callback in list(self._plugin_listeners):
+            try:
+                callback()
+            except Exception as exc:
+                self.report(exc, ErrorContext("transport"))
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -166,42 +194,8 @@ class AgentRuntime:
         except OSError as exc:
             raise ConfigError(f"cannot create the workspace {self.workspace}: {exc}") from None
         await self._check_store()
-        impls = list(reversed(self.pm.hook.on_load.get_hookimpls()))
-        outcomes = await asyncio.gather(*(self._load_one(impl) for impl in impls))
-        for impl, error in zip(impls, outcomes, strict=True):
-            if error is None:
-                continue
-            name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-            info = self.plugins.info(name)
-            if info is not None:
-                info.error = f"on_load failed: {type(error).__name__}: {error}"
-                info.registered = False
-                info.hooks = info.handles = ()
-            self.report(error, ErrorContext("load", plugin=name))
-            self.routes.remove_plugin(name)
-            self.pm.unregister(impl.plugin)
-            if self.strict:
-                raise PluginError(name, f"on_load failed: {error}") from error
-            logger.error("plugin %r disabled: on_load failed: %s", name, error)
-        self._warn_unread()
-
-    def _warn_unread(self) -> None:
-        """Warn about settings in the tables of loaded plugins that read no settings.
-
-        A plugin with settings refuses unknown keys itself (``plugin_settings``);
-        one without (``ping``, ``kv``, ...) never looks, so a key there is a typo
-        or a misplaced table that would otherwise go unnoticed.
-        """
-        for name, table in self.settings.plugins.items():
-            keys = [key for key in table if key != "enabled"]
-            info = self.plugins.info(name)
-            if keys and info is not None and info.registered and name not in self._tables_read:
-                logger.warning(
-                    "%s: %s: plugin %r has no settings; ignored",
-                    self.settings.config_file,
-                    ", ".join(f"plugins.{name}.{key}" for key in keys),
-                    name,
-                )
+        await self.lifecycle.load(list(reversed(self.pm.hook.on_load.get_hookimpls())))
+        self.lifecycle.warn_unread(self._tables_read)
 
     async def _check_store(self) -> None:
         try:
@@ -211,29 +205,14 @@ class AgentRuntime:
             # requests get "unavailable" replies.
             logger.warning("%s", exc.message)
 
-    async def _load_one(self, impl: HookImpl) -> BaseException | None:
-        name = self.pm.get_name(impl.plugin)
-        LOADING_PLUGIN.set(name)  # this task's own context: its routes are the plugin's
-        started = time.perf_counter()
-        try:
-            result = impl.function(*([self] if impl.argnames else []))
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            return exc
-        finally:
-            info = self.plugins.info(name) if name else None
-            if info is not None:
-                info.load_seconds = time.perf_counter() - started
-        return None
-
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for running handlers to reply."""
         if self.in_flight and timeout > 0:
             await asyncio.wait(list(self.in_flight), timeout=timeout)
 
     async def aclose(self) -> None:
-        """Cancel the background tasks started with :meth:`spawn`; close the store."""
+        """Undo each plugin's ``on_load``, cancel the tasks of :meth:`spawn`, close the store."""
+        await self.lifecycle.tear_down_all()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -309,11 +288,15 @@ class AgentRuntime:
 
     async def serve(self, ws: WebSocket, *, origin: str | None = None) -> None:
         """Serve one inbound connection until it closes."""
+        refusing = self.pressure.refusing
+        if refusing is not None:  # under pressure: "try again later", before any hook
+            await ws.close(TRY_AGAIN_LATER, refusing)
+            return
         connection = self.connection_for(ws, outbound=False, origin=origin)
         self.connections.add(connection)
         in_flight = asyncio.Semaphore(self._max_in_flight)
         budget = self.budget
-        share = budget.share
+        traffic = self.traffic
         pending: set[asyncio.Task[None]] = set()
 
         def forget(task: asyncio.Task[None]) -> None:
@@ -337,7 +320,9 @@ class AgentRuntime:
                 # not UTF-8 (RFC 6455 section 8.1). Binary frames come as bytes.
                 frame = await ws.recv()
                 send = connection.send_path  # read per frame: a plugin may wrap it later
-                for item in parse_frame(frame):
+                items = parse_frame(frame)
+                traffic.messages += len(items)
+                for item in items:
                     if type(item) is not Parsed:
                         await self._reject(connection, item)  # type: ignore[arg-type]
                         continue
@@ -353,7 +338,7 @@ class AgentRuntime:
                             await in_flight.acquire()
                             if connection.closed:  # shed or closing while we waited
                                 raise ConnectionLost(f"connection {connection.id} is closed")
-                            if connection.pending_bytes > share:
+                            if connection.pending_bytes > budget.share:
                                 # Slowed: its replies wait for the client to read them,
                                 # so start nothing more for it until they are written.
                                 budget.slowed += 1
@@ -416,6 +401,7 @@ class AgentRuntime:
         Raises:
             ConnectionLost: The reply could not be handed to ``connection``.
         """
+        self.traffic.messages += 1
         try:
             result = self.dispatcher.dispatch(connection, message)
         except HandlerFailed as failed:
@@ -467,6 +453,7 @@ class AgentRuntime:
         context = ErrorContext("send", connection=connection, message=message)
         chosen = self.report(error, context)
         if isinstance(error, _codec.EncodeError):
+            self.traffic.errors += 1
             fallback = chosen or MessageError(
                 INTERNAL_ERROR, f"the reply is not JSON-serialisable: {error}"
             )
@@ -476,6 +463,7 @@ class AgentRuntime:
         await connection.send_frame(_codec.dumps(reply))
 
     async def _fail(self, connection: Replying, message: Message, failed: HandlerFailed) -> None:
+        self.traffic.errors += 1
         error = failed.error
         if isinstance(error, SystemExit):
             # sys.exit() in a handler is a plugin bug, not a request to stop the agent.
@@ -491,6 +479,7 @@ class AgentRuntime:
         await self._reply(connection, message, error_reply_for(message.id, chosen or error))
 
     async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
+        self.traffic.errors += 1
         error = MessageError(invalid.code, invalid.reason)
         chosen = self.report(error, ErrorContext("message", connection=connection))
         await self._reply(connection, None, error_reply_for(invalid.id, chosen or error))

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -23,6 +23,9 @@ from ._plugins import load_plugins
 from ._runtime import AgentRuntime
 from ._security import HandshakePolicy, TokenFile, is_loopback, redacting_logger
 from .exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from ._live import LivePlugins
 
 __all__ = ["Server"]
 
@@ -65,6 +68,8 @@ class Server:
         self._admitted: set[ServerConnection] = set()
         self._refused_unlogged = 0
         self._refusal_logged_at: float | None = None
+        #: Keeps the plugins in step with config.toml and the installed ones (once started).
+        self.live: LivePlugins | None = None
 
     @classmethod
     def create(
@@ -170,6 +175,12 @@ class Server:
             await self.runtime.aclose()
             raise
         self.runtime.listening(self.url)
+        interval = self.settings.server.watch_interval
+        if interval > 0:
+            from ._live import LivePlugins
+
+            self.live = LivePlugins(self.runtime, self.url, interval)
+            self.live.start()
 
     def _process_request(
         self, connection: ServerConnection, request: Request
@@ -272,6 +283,8 @@ class Server:
         """
         if self._ws_server is None:
             return
+        if self.live is not None:
+            await self.live.stop()
         self._ws_server.close(close_connections=False)
         await self.runtime.drain(self.settings.server.shutdown_grace)
         connections = list(self.runtime.connections)

@@ -19,6 +19,8 @@ from localagent_bench.areas import load_areas
 from localagent_bench.bare_echo import running_bare_echo
 from websockets.asyncio.client import connect
 
+import localagent
+
 HAS_PROC = os.path.exists("/proc/self/status")
 
 
@@ -120,3 +122,16 @@ async def test_cleanup_area_finds_no_fd_or_task_left_behind(tmp_path: Path) -> N
     assert figures["asyncio tasks growth"].figure.median == 0
     assert figures["connect/ping/close cycles"].figure.median > 0
     assert not any(note.startswith("LEAK") for note in result.notes)
+
+
+async def test_hot_reload_times_each_toggle_of_echo_on_a_running_agent(
+    localagent_agent: localagent.Server, localagent_config_dir: Path
+) -> None:
+    from localagent_bench.areas.plugin_loading import hot_reload
+
+    server = localagent_agent
+    samples = await hot_reload(server.url, server.token_file.get(), localagent_config_dir, 2)
+    assert {kind: len(ms) for kind, ms in samples.items()} == {"disable": 2, "enable": 2}
+    assert all(ms > 0 for values in samples.values() for ms in values)
+    info = server.runtime.plugins.info("echo")
+    assert info is not None and info.registered  # left enabled

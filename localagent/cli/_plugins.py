@@ -104,13 +104,83 @@ def plugins_list(as_json: bool, show_all: bool, strict: bool) -> None:
     plugin's load time).
     """
     records, cache = _plugin_records()
-    _print_plugins([r for r in records if show_all or not r["builtin"]], as_json)
+    agents = _running_agents(records)
+    shown = [r for r in records if show_all or not r["builtin"]]
+    _print_plugins(shown, as_json)
+    if not as_json:
+        for line in _agent_lines(agents, {r["name"] for r in shown}):
+            click.echo(line)
     if cache is not None and not as_json:
         click.echo(_CACHE_NOTES[cache])
     errors = [record["name"] for record in records if record["error"] is not None]
     if strict and errors:
         names = ", ".join(repr(name) for name in errors)
         raise click.ClickException(f"plugin(s) failed to load: {names}")
+
+
+def _running_agents(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The status of the agents running on this config dir; adds ``running`` to each record.
+
+    ``running`` lists, per running agent, whether it has the plugin loaded,
+    the version it loaded, whether that is stale (not the installed one:
+    an upgrade needs a restart), and for a connection-scoped plugin how many
+    of its open connections do not have it.
+    """
+    from .._running import read_statuses
+
+    agents = read_statuses(config_dir())
+    by_name = {record["name"]: record for record in records}
+    for record in records:
+        record["running"] = []
+    for agent in agents:
+        for plugin in agent.get("plugins", []):
+            found = by_name.get(plugin.get("name"))
+            if found is None:
+                continue
+            record = found
+            loaded = bool(plugin.get("loaded"))
+            if loaded and plugin.get("version") != record["version"]:
+                plugin["stale"] = True  # installed since it was imported
+                plugin["installed_version"] = record["version"]
+            record["running"].append(
+                {
+                    "pid": agent["pid"],
+                    "url": agent.get("url"),
+                    "loaded": loaded,
+                    "version": plugin.get("version"),
+                    "stale": bool(plugin.get("stale")),
+                    "connection_scoped": bool(plugin.get("connection_scoped")),
+                    "enabled_at": plugin.get("enabled_at"),
+                    "open_connections_without": plugin.get("open_connections_without", 0),
+                }
+            )
+    return agents
+
+
+def _agent_lines(agents: list[dict[str, Any]], shown: set[str]) -> list[str]:
+    """What the table does not say: per running agent, its plugins and their caveats."""
+    lines = []
+    for agent in agents:
+        plugins = [p for p in agent.get("plugins", []) if p.get("name") in shown]
+        loaded = [p["name"] for p in plugins if p.get("loaded")]
+        lines.append(
+            f"running agent {agent['pid']} at {agent.get('url')}: "
+            f"{', '.join(loaded) or 'none of these'} loaded"
+        )
+        for plugin in plugins:
+            name = plugin["name"]
+            if plugin.get("loaded") and plugin.get("stale"):
+                lines.append(
+                    f"  {name!r} is stale: the agent runs {plugin.get('version')}, "
+                    f"{plugin.get('installed_version')} is installed; restart the agent to use it"
+                )
+            if plugin.get("loaded") and plugin.get("connection_scoped") and plugin["enabled_at"]:
+                lines.append(
+                    f"  {name!r} (connection-scoped) was enabled at {plugin['enabled_at']}: it "
+                    "applies to connections opened since; "
+                    f"{plugin.get('open_connections_without', 0)} open connection(s) do not have it"
+                )
+    return lines
 
 
 def _print_plugins(records: Sequence[dict[str, Any]], as_json: bool) -> None:
@@ -157,6 +227,9 @@ def _known_spec(name: str) -> PluginSpec:
     from .._bootstrap import Selection, config_path, disabled_plugins, open_cache
     from .._plugins import BUILTIN_PLUGINS, installed_plugins
 
+    for spec in BUILTIN_PLUGINS:  # a built-in needs no look at the installed distributions
+        if spec.name == name:
+            return spec
     selection = Selection.build(disabled_plugins(config_path()))
     specs = [*BUILTIN_PLUGINS, *installed_plugins(open_cache(selection.is_enabled))]
     for spec in specs:
@@ -169,23 +242,73 @@ def _known_spec(name: str) -> PluginSpec:
 def _toggle(name: str, enabled: bool) -> None:
     from .._config import set_plugin_enabled
 
-    _known_spec(name)
+    spec = _known_spec(name)
     path = set_plugin_enabled(config_dir(), name, enabled)
     state = "enabled" if enabled else "disabled"
     click.echo(f"{state} plugin {name!r} (saved in {path})")
+    _tell_running_agents("apply it", spec.name, spec.builtin)
+
+
+def _overridden(agent: dict[str, Any], name: str, builtin: bool) -> str | None:
+    """What decides plugin ``name`` in a running agent instead of config.toml, if anything."""
+    if name in agent.get("disable", ()):
+        return f"-p no:{name}"
+    if name in agent.get("enable", ()):
+        return f"-p {name}"
+    if agent.get("load_only") is not None and not builtin:
+        return "LOCALAGENT_LOAD_PLUGINS"
+    return None
+
+
+def _tell_running_agents(what: str, name: str | None = None, builtin: bool = False) -> None:
+    """Say which running agents on this config dir will ``what``, and when."""
+    from .._running import read_statuses
+
+    for agent in read_statuses(config_dir()):
+        where = f"the agent running at {agent.get('url')} (pid {agent['pid']})"
+        override = _overridden(agent, name, builtin) if name is not None else None
+        if override is not None:
+            click.echo(f"{where} keeps it as it is: its {override} decides {name!r} for this run")
+            continue
+        interval = agent.get("watch_interval") or 0
+        when = f"within {interval:g} s" if interval else "at its next start (watching is off)"
+        click.echo(f"{where} will {what} {when}")
+
+
+@plugins.command("rescan")
+def plugins_rescan() -> None:
+    """Have running agents look for newly installed plugins now.
+
+    Agents notice most installs by themselves (a sys.path directory changes);
+    this asks them to look in any case. An upgraded plugin that an agent has
+    imported needs a restart of that agent.
+    """
+    from .._running import request_rescan
+
+    request_rescan(config_dir())
+    click.echo("asked the agents running on this config dir to look for installed plugins")
+    _tell_running_agents("look")
 
 
 @plugins.command("enable")
 @click.argument("name")
 def plugins_enable(name: str) -> None:
-    """Enable plugin NAME (persisted in config.toml)."""
+    """Enable plugin NAME (persisted in config.toml).
+
+    Agents running on this config dir load it within server.watch_interval
+    seconds and serve it on their open connections.
+    """
     _toggle(name, True)
 
 
 @plugins.command("disable")
 @click.argument("name")
 def plugins_disable(name: str) -> None:
-    """Disable plugin NAME (persisted in config.toml); it will not be imported."""
+    """Disable plugin NAME (persisted in config.toml); it will not be imported.
+
+    Agents running on this config dir unload it within server.watch_interval
+    seconds, on their open connections.
+    """
     _toggle(name, False)
 
 

@@ -16,6 +16,8 @@ from ._types import (
     Message,
     SendFunc,
     Stage,
+    Teardown,
+    Traffic,
 )
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "RouteHandler",
     "SendFunc",
     "Stage",
+    "Teardown",
+    "Traffic",
     "handled_types",
     "handles",
     "hookimpl",

@@ -27,6 +27,8 @@ __all__ = [
     "Message",
     "SendFunc",
     "Stage",
+    "Teardown",
+    "Traffic",
 ]
 
 #: The send path of a connection: takes one JSON-serialisable message (a reply,
@@ -36,8 +38,11 @@ SendFunc: TypeAlias = Callable[[Mapping[str, Any]], Awaitable[None]]
 #: Called when a connection closes; may be a coroutine function.
 CloseCallback: TypeAlias = Callable[[], Awaitable[None] | None]
 
+#: What ``on_load`` may return to undo itself: a plain or an async function of no argument.
+Teardown: TypeAlias = Callable[[], Awaitable[None] | None]
+
 #: Where a failure happened, as reported to ``on_error``.
-Stage: TypeAlias = Literal["load", "connect", "message", "send", "transport", "close"]
+Stage: TypeAlias = Literal["load", "connect", "message", "send", "transport", "close", "unload"]
 
 #: A plugin's settings type, as given to :meth:`Agent.plugin_settings`.
 SettingsT = TypeVar("SettingsT")
@@ -233,6 +238,23 @@ class KeyValueStore(Protocol):
         """Release connections; the agent calls it at shutdown."""
 
 
+class Traffic(Protocol):
+    """The runtime's own counters of all traffic: an add per frame, no wrapper.
+
+    Attributes:
+        messages: Inbound messages received since the start (each member of
+            a batch frame counts), valid or not.
+        errors: Error replies sent for them (failed handlers, unknown types,
+            invalid messages, replies that could not be encoded).
+    """
+
+    @property
+    def messages(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+
 class Agent(Protocol):
     """The running agent, as plugins see it in ``on_load``.
 
@@ -243,6 +265,8 @@ class Agent(Protocol):
             ``on_load`` is called.
         store: The key-value store (memory by default, Redis when configured).
         loop: The event loop the agent runs on.
+        traffic: Counters of every message and error reply (read them; the
+            runtime keeps them).
     """
 
     @property
@@ -256,6 +280,38 @@ class Agent(Protocol):
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def traffic(self) -> Traffic: ...
+
+    def limit_outbound(self, factor: float) -> int:
+        """Set the outbound budget to ``factor`` times ``server.max_pending_bytes``.
+
+        For a plugin that relieves an agent under pressure (the monitor's
+        optimization actions). ``factor`` is clamped to ``[0.05, 1.0]``: the
+        budget never grows past the configuration; ``1.0`` restores it. A
+        smaller budget slows, and past it sheds (close code 1008), the
+        connections whose replies wait the most. Returns the budget in bytes.
+        """
+
+    def refuse_connections(self, reason: str | None) -> None:
+        """Close new WebSocket connections with 1013 (try again later) and ``reason``.
+
+        From now on, each connection that passed the handshake's checks is
+        closed at once, before ``on_connect``, with close code 1013 and
+        ``reason`` (cut to 120 bytes); open connections and the HTTP routes
+        (``/readyz``, ``/metrics``) go on. ``None`` accepts connections again.
+        """
+
+    def on_plugins_changed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever plugins are enabled or disabled on the running agent.
+
+        The set of message types handled (and of routes) may have changed: a
+        plugin that lists them (e.g. to export schemas) reads them again. The
+        callback runs on the event loop, after the change took effect; an
+        exception it raises is reported through ``on_error`` (stage
+        ``"transport"``). It is not called for the plugins loaded at start.
+        """
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
         """Return the config's ``[plugins.NAME]`` table without ``enabled`` (empty if absent).
@@ -331,7 +387,7 @@ class ErrorContext(Protocol):
 
     Attributes:
         stage: ``"load"``, ``"connect"``, ``"message"``, ``"send"``,
-            ``"transport"`` or ``"close"``.
+            ``"transport"``, ``"close"`` or ``"unload"`` (a plugin's teardown).
         plugin: Name of the plugin whose code raised, if it is known.
         connection: The connection involved, if any.
         message: The inbound message being handled, if any.

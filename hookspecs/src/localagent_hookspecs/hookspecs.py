@@ -18,17 +18,19 @@ from typing import Any
 
 from ._errors import MessageError
 from ._markers import hookspec
-from ._types import Agent, Connection, ErrorContext, Message
+from ._types import Agent, Connection, ErrorContext, Message, Teardown
 
 __all__ = ["on_connect", "on_error", "on_load", "on_message"]
 
 
 @hookspec
-def on_load(agent: Agent) -> Awaitable[None] | None:
-    """Prepare the plugin once per process, after every enabled plugin is registered.
+def on_load(agent: Agent) -> Awaitable[Teardown | None] | Teardown | None:
+    """Prepare the plugin, after every enabled plugin is registered; return what undoes it.
 
-    Called once, before the server accepts its first connection. Typical work:
-    read the plugin's settings with ``agent.plugin_settings(name, Settings)``, open
+    Called once when the agent starts, before the server accepts its first
+    connection, and again each time the plugin is enabled on the running
+    agent (``localagent plugins enable NAME``). Typical work: read the
+    plugin's settings with ``agent.plugin_settings(name, Settings)``, open
     pools, warm caches, start background tasks with ``agent.spawn()``.
 
     The implementations of all plugins run concurrently: each may return an
@@ -41,13 +43,22 @@ def on_load(agent: Agent) -> Awaitable[None] | None:
         agent: The running agent (see :class:`localagent_hookspecs.Agent`).
 
     Returns:
-        ``None``, or an awaitable that completes when the plugin is ready.
-        Return values are not used otherwise.
+        ``None``, or the plugin's **teardown**: a callable taking no argument
+        (a plain or an ``async`` function) that undoes what ``on_load`` did
+        (flush, stop tasks, close pools). An ``async def on_load`` returns it
+        from its coroutine. The runtime calls it once, when the plugin is
+        disabled on the running agent (after its handlers that were running
+        finished, up to ``server.shutdown_grace`` seconds) and at shutdown
+        (after the connections closed; last loaded, first torn down). Tasks
+        the plugin started with ``agent.spawn()`` from ``on_load`` are
+        cancelled after it. A teardown that raises is reported through
+        ``on_error`` with ``stage="unload"``. A return value that is not
+        callable is ignored.
 
     If an implementation raises (or its awaitable does), the error is reported
     through ``on_error`` with ``stage="load"`` and the plugin is unregistered;
     the other plugins keep working. ``localagent serve --strict`` makes such a
-    failure fatal instead.
+    failure fatal at start instead.
     """
 
 

@@ -84,7 +84,8 @@ async def test_monitored_types_are_counted_and_timed(agent: localagent.Server) -
         assert data["types"]["echo"]["failed"] == 0
         assert data["types"]["echo"]["mean_ms"] > 0
         assert "ping" not in data["types"]  # not monitored: not even counted
-        assert data["throughput"]["handled"] == 5
+        assert data["throughput"]["monitored_handled"] == 5
+        assert data["throughput"]["handled"] == 6  # all traffic: ping too
         assert data["connections"] == {"open": 1, "total": 1}
         assert data["monitored"] == {
             "all_paths": False,

@@ -20,11 +20,15 @@ cache rightly treats a change there as a possible new plugin.
 
 Then ``python -m localagent send ping`` to a running agent beside ``python -c
 pass``, both warm. Then each plugin's import and ``on_load`` time, as the startup banner of
-real agents started through :meth:`BenchContext.agent` prints them.
+real agents started through :meth:`BenchContext.agent` prints them. Then the hot-reload
+time (:func:`hot_reload`): ``echo`` disabled and enabled again in the config of a running
+agent, timed from the file's write to the first reply on an open connection that shows it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 import statistics
 import subprocess
@@ -32,13 +36,15 @@ import sys
 import time
 from pathlib import Path
 
+from localagent import Client, ReplyError
+from localagent._config import set_plugin_enabled
 from localagent._plugins import discover
 
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area
 
-__all__ = ["AREA", "COMMANDS", "banner_times"]
+__all__ = ["AREA", "COMMANDS", "banner_times", "hot_reload"]
 
 #: (label, python arguments) of the commands timed; the last one is the agent's.
 COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -238,15 +244,69 @@ def _plugin_times(ctx: BenchContext) -> tuple[list[Comparison], int]:
     return comparisons, len({name for name, _kind in per_plugin})
 
 
+async def _echo_answers(client: Client) -> bool:
+    try:
+        await client.request("echo", 0, timeout=10)
+    except ReplyError as exc:
+        if exc.code != "unknown_type":
+            raise
+        return False
+    return True
+
+
+async def hot_reload(
+    url: str, token: str, config_dir: Path, toggles: int, *, limit: float = 30.0
+) -> dict[str, list[float]]:
+    """Toggle ``echo`` off and on ``toggles`` times; milliseconds from write to effect.
+
+    The clock starts when ``config.toml`` was written (as ``localagent plugins
+    disable`` writes it) and stops at the first reply on a connection opened
+    before, that shows the change (``unknown_type``, then an echo again); the
+    client asks without pause meanwhile. Each write waits a random part of a
+    second first, so that it falls at any point of the agent's polling period
+    (right after a change was seen, the next look is a full period away).
+
+    Returns:
+        ``{"disable": [ms, ...], "enable": [ms, ...]}``.
+
+    Raises:
+        TimeoutError: A toggle took more than ``limit`` seconds.
+    """
+    samples: dict[str, list[float]] = {"disable": [], "enable": []}
+    async with Client(url, token) as client:
+        for _toggle in range(toggles):
+            for kind, enabled in (("disable", False), ("enable", True)):
+                await asyncio.sleep(random.random())  # a random phase, not I/O
+                set_plugin_enabled(config_dir, "echo", enabled)
+                started = time.perf_counter()
+                async with asyncio.timeout(limit):
+                    while await _echo_answers(client) is not enabled:
+                        pass
+                samples[kind].append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def _hot_reload(ctx: BenchContext) -> list[Comparison]:
+    ctx.progress("plugins: hot reload")
+    with ctx.agent(env=_agent_env(ctx)) as agent:
+        assert agent.config_dir is not None
+        samples = await hot_reload(agent.url, agent.token, agent.config_dir, ctx.repetitions)
+    return [
+        Comparison(figure=Figure(f"hot reload: echo {kind}d to effect", "ms", ms, False))
+        for kind, ms in samples.items()
+    ]
+
+
 async def run(ctx: BenchContext) -> AreaResult:
     """Time the commands cold and warm, then read the plugin times of fresh agents."""
     samples = _startup(ctx)
     send = _send_ping(ctx)
     plugin_figures, plugins = _plugin_times(ctx)
+    reload = await _hot_reload(ctx)
     return AreaResult(
         area="plugins",
         title="Plugin loading",
-        comparisons=[*_startup_comparisons(samples), *send, *plugin_figures],
+        comparisons=[*_startup_comparisons(samples), *send, *plugin_figures, *reload],
         notes=[
             "wall time of each command as a subprocess with a fresh config dir (lower is better)",
             "localagent plugins list runs with every installed plugin enabled but those the "
@@ -263,6 +323,9 @@ async def run(ctx: BenchContext) -> AreaResult:
             f"per-plugin import and on_load times of {plugins} plugin(s) come from the startup "
             f"banner of {ctx.repetitions} fresh agents (0.1 ms resolution, no baseline; "
             "a median of 0 is left out)",
+            f"hot reload: echo disabled, then enabled, {ctx.repetitions} times in the "
+            "config.toml of a running agent; from the write to the first reply on an open "
+            "connection that shows it (server.watch_interval 0.5 s bounds the wait; no baseline)",
         ],
     )
 

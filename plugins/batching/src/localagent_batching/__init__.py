@@ -16,6 +16,7 @@ Configuration, in ``config.toml`` (all optional)::
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
@@ -85,16 +86,32 @@ class Plugin:
 
     def __init__(self) -> None:
         self.config = BatchingConfig()
+        #: The batchers of the open connections (each leaves as its connection closes).
+        self.batchers: set[MessageBatcher] = set()
 
     @hookimpl
-    def on_load(self, agent: Agent) -> None:
-        """Read ``[plugins.batching]``.
+    def on_load(self, agent: Agent) -> Callable[[], Awaitable[None]]:
+        """Read ``[plugins.batching]``; return the teardown (:meth:`stop`).
 
         Raises:
             ConfigError: An unknown key or a bad value (named in the message);
                 the agent then reports the plugin as failed.
         """
         self.config = agent.plugin_settings(NAME, BatchingConfig)
+        return self.stop
+
+    async def stop(self) -> None:
+        """Flush every open connection's batcher and stop batching it (the plugin is off).
+
+        The wrappers stay on those connections' send paths until they close,
+        but pass each message straight through, after what was queued.
+        """
+        import asyncio
+
+        batchers = list(self.batchers)
+        for batcher in batchers:
+            batcher.enabled = False
+        await asyncio.gather(*(b.flush() for b in batchers), return_exceptions=True)
 
     @hookimpl
     def on_connect(self, connection: Connection) -> None:
@@ -120,8 +137,14 @@ class Plugin:
 
         connection.wrap_send(wrap)
         batcher = created[0]
+        self.batchers.add(batcher)
         connection.state[NAME] = batcher
-        connection.on_close(batcher.flush)
+
+        async def closed() -> None:
+            self.batchers.discard(batcher)
+            await batcher.flush()
+
+        connection.on_close(closed)
 
 
 def __getattr__(name: str) -> Any:

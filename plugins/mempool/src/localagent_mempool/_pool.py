@@ -125,6 +125,30 @@ class BufferPool:
         idle_ids.add(key)
         self._pooled_bytes += allocated
 
+    def trim(self, max_pooled: int) -> int:
+        """Lower (or raise) ``max_pooled``, dropping idle buffers, largest first, to fit it.
+
+        For a monitor relieving memory pressure; setting the old bound back
+        undoes it (the pool refills as buffers are released).
+
+        Returns:
+            The bytes of the idle buffers dropped.
+        """
+        if max_pooled < 0:
+            raise ValueError("pool bounds must not be negative")
+        self.max_pooled = max_pooled
+        dropped = 0
+        for size_class in sorted(self._free, reverse=True):
+            buffers = self._free[size_class]
+            while buffers and self._pooled_bytes > max_pooled:
+                buffer = buffers.pop()
+                self._idle_ids.discard(id(buffer))
+                allocated = buffer.__alloc__()
+                self._pooled_bytes -= allocated
+                dropped += allocated
+                self.dropped += 1
+        return dropped
+
     def stats(self) -> dict[str, int]:
         """The counters and the pool's current size."""
         return {

@@ -19,7 +19,7 @@ Configuration, in ``config.toml`` (all optional; see the README for every key)::
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from localagent_hookspecs import (
@@ -90,8 +90,11 @@ class Plugin:
         self.observe_message = hookimpl(specname="on_message", wrapper=True)(observe)
 
     @hookimpl
-    async def on_load(self, agent: Agent) -> None:
+    async def on_load(self, agent: Agent) -> Callable[[], Awaitable[None]]:
         """Read ``[plugins.monitor]``, choose the wrapped types, start the endpoints.
+
+        Returns:
+            The teardown (:meth:`stop`).
 
         Raises:
             ConfigError: An unknown key or a bad value (named in the message).
@@ -108,6 +111,13 @@ class Plugin:
         monitor = Monitor(config, agent)
         await monitor.start()
         self.monitor = monitor
+        return self.stop
+
+    async def stop(self) -> None:
+        """Stop the monitor's ticker and its own port; the hooks record nothing more."""
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            await monitor.stop()
 
     @hookimpl(trylast=True)
     def on_connect(self, connection: Connection) -> None:

@@ -45,6 +45,11 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
         raise ValueError(f"{attribute.name} must be greater than 0")
 
 
+def _share(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.05 <= value <= 1:
+        raise ValueError(f"{attribute.name} must be between 0.05 and 1, not {value!r}")
+
+
 def _figure(default: float, validator: Any = _number) -> Any:
     return attrs.field(default=default, validator=validator)
 
@@ -77,6 +82,16 @@ class MonitorConfig:
         batch_above: Outbound msg/s of a connection above which batching is switched on.
         unbatch_below: Outbound msg/s below which it is switched off again.
         min_switch_interval: Fewest seconds between two switches of one connection.
+        actions: Let the optimization cycle act while health is warning or
+            critical (budget, refused connections, buffer pool).
+        warning_budget: Share of ``server.max_pending_bytes`` the outbound
+            budget is cut to while warning (0.05-1).
+        critical_budget: ... while critical.
+        refuse_when_critical: Close new connections with 1013 while critical.
+        pressure_pooled_bytes: Most bytes the mempool plugin's buffer pool
+            keeps idle while warning or critical.
+        actions_cooldown: Seconds the health must stay better before the
+            actions are relaxed.
     """
 
     port: int | None = attrs.field(default=None, validator=_port)
@@ -99,6 +114,12 @@ class MonitorConfig:
     batch_above: float = _figure(1000.0)
     unbatch_below: float = _figure(200.0)
     min_switch_interval: float = _figure(10.0)
+    actions: bool = False
+    warning_budget: float = _figure(0.5, _share)
+    critical_budget: float = _figure(0.25, _share)
+    refuse_when_critical: bool = True
+    pressure_pooled_bytes: int = attrs.field(default=1 << 20, validator=attrs.validators.ge(0))
+    actions_cooldown: float = _figure(10.0)
 
     def __attrs_post_init__(self) -> None:
         # "[::1]" is written as a URL would; the socket wants the bare address.
@@ -107,6 +128,11 @@ class MonitorConfig:
             warn, critical = getattr(self, f"warn_{name}"), getattr(self, f"critical_{name}")
             if warn > critical:
                 raise ValueError(f"warn_{name} ({warn}) exceeds critical_{name} ({critical})")
+        if self.critical_budget > self.warning_budget:
+            raise ValueError(
+                f"critical_budget ({self.critical_budget}) exceeds "
+                f"warning_budget ({self.warning_budget})"
+            )
         if self.unbatch_below >= self.batch_above:
             raise ValueError(
                 f"unbatch_below ({self.unbatch_below}) must be below "

@@ -33,6 +33,7 @@ from localagent_hookspecs import (
     SendFunc,
 )
 
+from ._actions import PressureActions
 from ._config import MonitorConfig
 from ._health import Health, HealthTracker, Reading, assess
 from ._metrics import Metrics, Sample, WindowFigures, window_figures
@@ -47,8 +48,9 @@ logger = logging.getLogger("localagent.monitor")
 HISTORY = 120
 #: How many auto-optimizer decisions are kept for the dashboard.
 DECISIONS = 50
-#: The batching plugin's key in ``connection.state``.
+#: The batching and mempool plugins' keys in ``connection.state``.
 BATCHING = "batching"
+MEMPOOL = "mempool"
 
 #: The endpoints, in the order the log line names them.
 PATHS = ("/performance", "/performance.json", "/metrics", "/livez", "/readyz")
@@ -101,7 +103,8 @@ class Monitor:
     def __init__(self, config: MonitorConfig, agent: Agent) -> None:
         self.config = config
         self.agent = agent
-        self.metrics = Metrics()
+        #: The runtime's counters of all traffic feed throughput and error rate.
+        self.metrics = Metrics(traffic=getattr(agent, "traffic", None))
         self.health = HealthTracker(self.metrics.started)
         self.figures: WindowFigures | None = None
         self.history: deque[float] = deque(maxlen=HISTORY)
@@ -112,6 +115,8 @@ class Monitor:
             if config.auto_optimize
             else None
         )
+        #: The optimization cycle's actions (``None`` unless ``actions = true``).
+        self.actions = PressureActions(config, agent, self.buffer_pools) if config.actions else None
         self._samples: deque[Sample] = deque()
         self._warned_no_switch = False
         #: The monitor's own port, when ``port`` is set (else the agent's port serves).
@@ -163,10 +168,24 @@ class Monitor:
             token = TokenFile(self.agent.config_dir).get
             self.own_port = await MonitorPort.open(config, self.routes(), token)
             where = self.own_port.url
+        self.metrics.gc.install()
         self._samples.append(self.metrics.sample(time.monotonic()))
-        self.agent.spawn(self._run(), name="monitor ticker")
+        self._ticker = self.agent.spawn(self._run(), name="monitor ticker")
         self._ready = True
         logger.info("monitor listening on %s (%s)", where, ", ".join(PATHS))
+
+    async def stop(self) -> None:
+        """Stop the ticker, the GC watch and the monitor's own port (the plugin's teardown)."""
+        self._ready = False
+        self.metrics.gc.remove()
+        if self.actions is not None:
+            self.actions.undo()
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+        elif self.own_port is not None:
+            await self.own_port.aclose()
 
     async def _run(self) -> None:
         try:
@@ -220,6 +239,15 @@ class Monitor:
 
     # -- the ticker ----------------------------------------------------------
 
+    def buffer_pools(self) -> list[Any]:
+        """The mempool plugin's buffer pools the open connections use (one per agent)."""
+        pools: dict[int, Any] = {}
+        for figures in self.connections.values():
+            pool = figures.connection.state.get(MEMPOOL)
+            if pool is not None:
+                pools[id(pool)] = pool
+        return list(pools.values())
+
     def queue_depth(self) -> int:
         """Outbound messages the batching plugin holds, over every open connection."""
         total = 0
@@ -238,7 +266,7 @@ class Monitor:
         self.figures = figures = window_figures(samples[0], sample)
         previous = samples[-2]
         latest = window_figures(previous, sample)
-        self.history.append(latest.total_rate)
+        self.history.append(latest.messages_per_s)
         reading = Reading(
             errors_per_s=figures.errors_per_s,
             p99_ms=figures.p99_ms,
@@ -246,6 +274,8 @@ class Monitor:
             memory_growth_mb=(sample.memory - self.metrics.memory_at_start) / 1e6,
         )
         self.health.update(assess(reading, self.config), now)
+        if self.actions is not None:
+            self.actions.update(self.health.current, now)
         self._optimize(now, latest.seconds)
 
     def _optimize(self, now: float, seconds: float) -> None:
@@ -286,6 +316,7 @@ class Monitor:
             "healthy_share": self.health.healthy_share(now),
             "send_queue": self.queue_depth(),
             "memory_growth_bytes": resident_bytes() - self.metrics.memory_at_start,
+            "cpu_percent": self.figures.cpu_percent if self.figures else 0.0,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -294,6 +325,7 @@ class Monitor:
 
         now = time.monotonic()
         metrics, figures, health = self.metrics, self.figures, self.health.current
+        traffic = metrics.traffic
         types = {}
         for name, stats in sorted(metrics.types.items()):
             latency = stats.latency
@@ -321,8 +353,10 @@ class Monitor:
                 "hooks": ["on_connect", "on_error"],
             },
             "throughput": {
-                "total_rate": figures.total_rate if figures else 0.0,
-                "handled": sum(stats.handled for stats in metrics.types.values()),
+                "total_rate": figures.messages_per_s if figures else 0.0,
+                "handled": traffic.messages if traffic is not None else None,
+                "monitored_rate": figures.total_rate if figures else 0.0,
+                "monitored_handled": sum(stats.handled for stats in metrics.types.values()),
                 "history": list(self.history),
             },
             "latency": {"p99_ms": figures.p99_ms if figures else None},
@@ -330,6 +364,9 @@ class Monitor:
             "errors": {
                 "total": metrics.errors_total,
                 "per_s": figures.errors_per_s if figures else 0.0,
+                "replies": traffic.errors if traffic is not None else None,
+                "replies_per_s": figures.error_replies_per_s if figures else 0.0,
+                "ratio": figures.error_ratio if figures else None,
                 "by": [
                     {"stage": stage, "plugin": plugin or None, "kind": kind, "count": count}
                     for (stage, plugin, kind), count in sorted(
@@ -346,7 +383,25 @@ class Monitor:
                 "resident_bytes": memory,
                 "growth_bytes": memory - metrics.memory_at_start,
             },
+            "cpu": {
+                "percent": figures.cpu_percent if figures else 0.0,
+                "seconds": time.process_time(),
+            },
+            "gc": {
+                "collections": list(metrics.gc.collections),
+                "pause_ms": [seconds * 1000 for seconds in metrics.gc.pause],
+                "per_s": figures.gc_per_s if figures else 0.0,
+                "pause_percent": figures.gc_pause_percent if figures else 0.0,
+            },
             "plugins": _plugin_rows(self.agent),
+            "actions": {
+                "enabled": self.actions is not None,
+                "active": list(self.actions.active.values()) if self.actions else [],
+                "log": [
+                    {"at": event.at, "level": event.level, "text": event.text}
+                    for event in reversed(self.actions.events if self.actions else ())
+                ],
+            },
             "optimizer": {
                 "enabled": self.optimizer is not None,
                 "connections": [

@@ -33,7 +33,8 @@ class MonitorCollector:
     Args:
         metrics: The monitor's counters.
         gauges: Returns the current values the counters do not hold:
-            ``health`` (0/1/2), ``healthy_share``, ``queue``, ``memory_growth``.
+            ``health`` (0/1/2), ``healthy_share``, ``send_queue``,
+            ``memory_growth_bytes``, ``cpu_percent``.
         plugins: Returns ``(name, load seconds or None)`` per loaded plugin.
     """
 
@@ -84,6 +85,35 @@ class MonitorCollector:
         for (stage, plugin, kind), count in sorted(metrics.errors.items()):
             errors.add_metric([stage, plugin, kind], count)
         yield errors
+        traffic = metrics.traffic
+        if traffic is not None:
+            yield CounterMetricFamily(
+                "localagent_messages_received",
+                "Inbound messages received, all traffic (the runtime's own counter)",
+                value=traffic.messages,
+            )
+            yield CounterMetricFamily(
+                "localagent_error_replies",
+                "Error replies sent, all traffic (the runtime's own counter)",
+                value=traffic.errors,
+            )
+        collections = CounterMetricFamily(
+            "localagent_gc_collections",
+            "Garbage collections, per generation (gc.callbacks)",
+            labels=["generation"],
+        )
+        pauses = CounterMetricFamily(
+            "localagent_gc_pause_seconds",
+            "Time spent in garbage collection, per generation (gc.callbacks)",
+            labels=["generation"],
+        )
+        for generation, (count, pause) in enumerate(
+            zip(metrics.gc.collections, metrics.gc.pause, strict=True)
+        ):
+            collections.add_metric([str(generation)], count)
+            pauses.add_metric([str(generation)], pause)
+        yield collections
+        yield pauses
         yield GaugeMetricFamily(
             "localagent_connections_open", "Open connections", value=metrics.connections_open
         )
@@ -96,6 +126,7 @@ class MonitorCollector:
             ("healthy_share", "Share of the time since start spent healthy (0-1)"),
             ("send_queue", "Outbound messages queued by batching, all connections"),
             ("memory_growth_bytes", "Resident memory grown since the monitor started"),
+            ("cpu_percent", "CPU time per wall time over the last window, percent (100: a core)"),
         ):
             yield GaugeMetricFamily(f"localagent_{name}", help_text, value=gauges[name])
         load = GaugeMetricFamily(

@@ -26,6 +26,7 @@ Configuration, in ``config.toml`` (all optional; see the README)::
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from localagent_hookspecs import Agent, hookimpl
@@ -71,8 +72,12 @@ class Plugin:
         self.registry: PoolRegistry | None = None
 
     @hookimpl
-    async def on_load(self, agent: Agent) -> None:
+    async def on_load(self, agent: Agent) -> Callable[[], Awaitable[None]]:
         """Install the client pools and tune the Redis store, warming both concurrently.
+
+        Returns:
+            The teardown: uninstall the pools and close their connections
+            (run when the plugin is disabled and at shutdown).
 
         Raises:
             ConfigError: An unknown key or a bad value (named in the message).
@@ -84,8 +89,12 @@ class Plugin:
         self.config = agent.plugin_settings(NAME, PoolingConfig)
         registry = self.registry = PoolRegistry(self.config)
         registry.install()
-        agent.spawn(_close_at_shutdown(registry), name="localagent-pooling")
-        await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+        try:
+            await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+        except BaseException:
+            await registry.aclose()
+            raise
+        return registry.aclose
 
     async def _tune_store(self, agent: Agent) -> None:
         """Hand a tuned pool to the Redis store; leave the memory store alone."""
@@ -112,16 +121,6 @@ class Plugin:
             )
             return
         await store.use_pool(pool, pipelining=self.config.redis_pipelining)
-
-
-async def _close_at_shutdown(registry: PoolRegistry) -> None:
-    """Wait for the agent's shutdown (this task is cancelled), then close the pools."""
-    import asyncio
-
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await registry.aclose()
 
 
 def __getattr__(name: str) -> Any:
