@@ -55,7 +55,6 @@ class Plugin:
 
     Attributes:
         config: The settings read from ``[plugins.pooling]`` in ``on_load``.
-        registry: The WebSocket pools of this process (after ``on_load``).
         bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
         bench_modes: One more "on" variant: with ``batching`` on as well (when
             installed), as the agent runs with every optimization plugin of the
@@ -68,24 +67,54 @@ class Plugin:
 
     def __init__(self) -> None:
         self.config = PoolingConfig()
-        self.registry: PoolRegistry | None = None
+        self._registry: PoolRegistry | None = None
+        self._agent: Agent | None = None
+
+    @property
+    def registry(self) -> PoolRegistry | None:
+        """The WebSocket pools of this process (``None`` before ``on_load``).
+
+        Created when first needed: at ``on_load`` with ``prewarm`` URLs, else
+        when a client of the process first opens (or when this is read).
+        """
+        if self._registry is None and self._agent is not None:
+            from ._registry import PoolRegistry
+
+            registry = self._registry = PoolRegistry(self.config)
+            registry.install()  # in place of the stand-in _first_client installed
+        return self._registry
+
+    def _first_client(self, options: Any) -> Any:
+        """The connector factory until a client opens: create the pools, then ask them."""
+        registry = self.registry
+        assert registry is not None
+        return registry(options)
 
     @hookimpl
     async def on_load(self, agent: Agent) -> None:
         """Install the client pools and tune the Redis store, warming both concurrently.
 
+        Without ``prewarm`` URLs nothing is dialled and nothing imported for the
+        WebSocket pools until a client of the process opens; without Redis, the
+        store is left alone.
+
         Raises:
             ConfigError: An unknown key or a bad value (named in the message).
         """
-        import asyncio
-
-        from ._registry import PoolRegistry
+        from localagent import _connectors
 
         self.config = agent.plugin_settings(NAME, PoolingConfig)
-        registry = self.registry = PoolRegistry(self.config)
-        registry.install()
-        agent.spawn(_close_at_shutdown(registry), name="localagent-pooling")
-        await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+        self._agent = agent
+        _connectors.install(self._first_client)
+        agent.spawn(_close_at_shutdown(self), name="localagent-pooling")
+        if self.config.prewarm:
+            import asyncio
+
+            registry = self.registry
+            assert registry is not None
+            await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+        else:
+            await self._tune_store(agent)
 
     async def _tune_store(self, agent: Agent) -> None:
         """Hand a tuned pool to the Redis store; leave the memory store alone."""
@@ -106,14 +135,20 @@ class Plugin:
         await store.use_pool(pool, pipelining=self.config.redis_pipelining)
 
 
-async def _close_at_shutdown(registry: PoolRegistry) -> None:
-    """Wait for the agent's shutdown (this task is cancelled), then close the pools."""
+async def _close_at_shutdown(plugin: Plugin) -> None:
+    """Wait for the agent's shutdown (this task is cancelled), then close the pools
+    (or take back the stand-in factory, if no client ever opened)."""
     import asyncio
+
+    from localagent import _connectors
 
     try:
         await asyncio.Event().wait()
     finally:
-        await registry.aclose()
+        if plugin._registry is not None:
+            await plugin._registry.aclose()
+        elif _connectors.factory == plugin._first_client:
+            _connectors.install(None)
 
 
 def __getattr__(name: str) -> Any:
