@@ -169,6 +169,19 @@ class FailureLog:
         self._kinds: dict[Hashable, _Kind] = {}
         self.suppressed = 0
 
+    def suppress(self, level: int, key: Hashable) -> bool:
+        """Count a failure of kind ``key`` and return ``True`` if no line is due for it
+        (a line of its kind went out less than ``interval`` ago, or ``level`` is off):
+        the caller then need not even format it. Else :meth:`log` it."""
+        if not self._logger.isEnabledFor(level):
+            return True
+        kind = self._kinds.get(key)
+        if kind is None or self._clock() - kind.last >= self._interval:
+            return False
+        kind.suppressed += 1
+        self.suppressed += 1
+        return True
+
     def log(
         self,
         level: int,
@@ -275,15 +288,19 @@ class ErrorPath:
 
     def handler_failed(self, message: Message, plugin: str | None, error: Exception) -> None:
         """Log that a handler raised ``error`` (not a ``MessageError``: that is an answer)."""
-        what = f"handler for {message.type!r} (plugin {plugin!r}) failed"
-        self.log.log(logging.ERROR, (plugin, message.type, type(error)), what, repr(error), error)
+        key = (plugin, message.type, type(error))
+        if not self.log.suppress(logging.ERROR, key):  # formatted only when it goes out
+            what = f"handler for {message.type!r} (plugin {plugin!r}) failed"
+            self.log.log(logging.ERROR, key, what, repr(error), error)
 
     def bad_input(self, connection: Connection, invalid: Invalid) -> None:
         """Log bad input at DEBUG: the client's fault, and a client sending junk would
         otherwise leave a line per frame."""
-        what = f"bad input from a client, answered with {invalid.code}"
-        detail = f"{invalid.reason} (connection {connection.id})"
-        self.log.log(logging.DEBUG, (invalid.code, invalid.reason), what, detail)
+        key = (invalid.code, invalid.reason)
+        if not self.log.suppress(logging.DEBUG, key):
+            what = f"bad input from a client, answered with {invalid.code}"
+            detail = f"{invalid.reason} (connection {connection.id})"
+            self.log.log(logging.DEBUG, key, what, detail)
 
     def send_failed(self, connection: Connection, error: Exception) -> None:
         """Log that a send path (a plugin's wrapper) failed, so the reply goes out directly."""

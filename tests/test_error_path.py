@@ -259,3 +259,19 @@ async def test_100000_junk_frames_are_all_answered_and_leave_a_few_log_lines(
     # each, one per 10 s after, and the counts at shutdown. The run takes seconds.
     assert 3 <= len(lines) <= 3 * 3 + 3, [r.getMessage() for r in lines]
     assert server.runtime.errors.log.suppressed >= total // 4 * 3 - len(lines)
+
+
+def test_suppress_counts_like_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="test.failures")
+    clock = _Clock()
+    log = FailureLog(logging.getLogger("test.failures"), interval=10.0, clock=clock)
+    assert not log.suppress(logging.ERROR, "k")  # a first one is always due
+    log.log(logging.ERROR, "k", "failure")
+    assert log.suppress(logging.ERROR, "k") and log.suppress(logging.ERROR, "k")
+    assert log.suppressed == 2
+    assert log.suppress(logging.DEBUG, "k")  # off: nothing due, nothing counted
+    assert log.suppressed == 2
+    clock.now = 10.0
+    assert not log.suppress(logging.ERROR, "k")
+    log.log(logging.ERROR, "k", "failure")
+    assert "2 more not logged in the last 10 s" in caplog.records[-1].getMessage()
