@@ -14,7 +14,7 @@ import attrs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from . import _codec
+from . import _codec, _connectors
 from ._config import ENV_PREFIX, config_dir, load_settings
 from ._protocol import batch_frames, unbatch
 from ._security import TokenFile, redacting_logger
@@ -88,8 +88,6 @@ class Connector(Protocol):
 
 #: Chooses the :class:`Connector` of a new :class:`Client` (``None``: dial directly).
 ConnectorFactory = Callable[[ClientOptions], Connector | None]
-
-_connector_factory: ConnectorFactory | None = None
 
 
 class Client:
@@ -175,8 +173,7 @@ class Client:
         Returns:
             The factory installed before.
         """
-        global _connector_factory
-        previous, _connector_factory = _connector_factory, factory
+        previous: ConnectorFactory | None = _connectors.install(factory)
         return previous
 
     @property
@@ -223,8 +220,9 @@ class Client:
                 or 503 (too many connections).
             ConnectFailed: Nothing listens there, or the handshake failed.
         """
-        if self._connector is None and not self._direct and _connector_factory is not None:
-            self._connector = _connector_factory(self.options)
+        factory = _connectors.factory
+        if self._connector is None and not self._direct and factory is not None:
+            self._connector = factory(self.options)
         if self._connector is not None:
             self._lease = await self._connector.acquire()
             self._released = False

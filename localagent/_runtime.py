@@ -30,11 +30,11 @@ from ._budget import OutboundBudget, heaviest
 from ._config import Settings
 from ._connection import WebSocketConnection
 from ._dispatch import Dispatcher, HandlerFailed, discard
-from ._failures import ErrorContext, HandlerFailureLog, error_reply_for, report
+from ._failures import ErrorContext, ErrorPath, error_parts
 from ._lifecycle import PluginLifecycle
 from ._plugins import LoadedPlugins
 from ._pressure import TRY_AGAIN_LATER, Pressure
-from ._protocol import INTERNAL_ERROR, Invalid, parse_frame
+from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
 from ._protocol import Message as Parsed
 from ._routes import LOADING_PLUGIN, RouteTable
 from ._stores import open_store
@@ -94,7 +94,8 @@ class AgentRuntime:
         #: ``ws://host:port`` once a server listens for this runtime (see :meth:`listening`).
         self.url: str | None = None
         self._listening = asyncio.Event()
-        self._failure_log = HandlerFailureLog()
+        #: on_error, the failure log (rate-limited) and error replies encoded once.
+        self.errors = ErrorPath(self.pm)
         #: Plugins that asked for their ``[plugins.NAME]`` table (see ``warn_unread``).
         self._tables_read: set[str] = set()
         #: Runs each plugin's ``on_load`` and keeps what undoes it.
@@ -219,16 +220,14 @@ class AgentRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._store is not None:
             await self._store.aclose()
+        self.errors.log.flush()
 
     # -- errors ------------------------------------------------------------
 
     def report(self, error: BaseException, context: ErrorContext) -> MessageError | None:
-        """Send ``error`` through ``on_error``; return the reply a plugin chose, if any.
-
-        Implementations are called one at a time, in pluggy's order, so one that
-        raises is logged and the next still sees the failure.
-        """
-        return report(self.pm, error, context)
+        """Send ``error`` through ``on_error``; return the reply a plugin chose, if any
+        (:func:`localagent._failures.report`: one implementation at a time)."""
+        return self.errors.report(error, context)
 
     def _report_connection(self, error: BaseException, connection: WebSocketConnection) -> None:
         self.report(error, ErrorContext("close", connection=connection))
@@ -427,9 +426,12 @@ class AgentRuntime:
                 await self._send_failed(connection, message, reply, exc)
 
     async def _reply(
-        self, connection: Replying, message: Message | None, reply: dict[str, Any]
+        self, connection: Replying, message: Message | None, reply: dict[str, Any] | bytes
     ) -> None:
-        """Send a reply through the connection's send path (see :meth:`_send_failed`)."""
+        """Send a reply through the connection's send path (see :meth:`_send_failed`),
+        or a frame already encoded (:meth:`ErrorPath.reply`) to the connection itself."""
+        if isinstance(reply, bytes):
+            return await connection.send_frame(reply)
         try:
             await connection.send_path(reply)
         except ConnectionLost:
@@ -457,9 +459,9 @@ class AgentRuntime:
             fallback = chosen or MessageError(
                 INTERNAL_ERROR, f"the reply is not JSON-serialisable: {error}"
             )
-            reply = error_reply_for(reply.get("id"), fallback)
+            reply = error_reply(reply.get("id"), *error_parts(fallback))
         else:
-            logger.error("send path of %s failed; replying directly", connection.id, exc_info=error)
+            self.errors.send_failed(connection, error)
         await connection.send_frame(_codec.dumps(reply))
 
     async def _fail(self, connection: Replying, message: Message, failed: HandlerFailed) -> None:
@@ -471,15 +473,17 @@ class AgentRuntime:
         if not isinstance(error, Exception):
             raise error  # CancelledError, KeyboardInterrupt: not ours to swallow
         if not isinstance(error, MessageError):
-            self._failure_log.log(message, failed.plugin, error)
-        context = ErrorContext(
-            "message", plugin=failed.plugin, connection=connection, message=message
-        )
-        chosen = self.report(error, context)
-        await self._reply(connection, message, error_reply_for(message.id, chosen or error))
+            self.errors.handler_failed(message, failed.plugin, error)
+        if self.errors.reports():  # on_error, and what it chose; nothing to build without one
+            where = ErrorContext("message", failed.plugin, connection, message)
+            error = self.report(error, where) or error
+        await self._reply(connection, message, self.errors.reply(connection, message.id, error))
 
     async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
         self.traffic.errors += 1
-        error = MessageError(invalid.code, invalid.reason)
-        chosen = self.report(error, ErrorContext("message", connection=connection))
-        await self._reply(connection, None, error_reply_for(invalid.id, chosen or error))
+        self.errors.bad_input(connection, invalid)
+        error: MessageError | Invalid = invalid  # a MessageError only for on_error
+        if self.errors.reports():
+            error = MessageError(invalid.code, invalid.reason)
+            error = self.report(error, ErrorContext("message", connection=connection)) or error
+        await self._reply(connection, None, self.errors.reply(connection, invalid.id, error))

@@ -78,11 +78,22 @@ async def test_websocket_area_compares_every_figure_with_bare_websockets(tmp_pat
 async def test_errors_area_compares_raising_plugin_with_echo(tmp_path: Path) -> None:
     result = await _run("errors", tmp_path)
     figures = _by_name(result)
-    assert {"0 % raising throughput", "10 % raising throughput"} <= set(figures)
+    assert {
+        "0 % raising throughput",
+        "10 % raising throughput",
+        "10 % raising throughput, vs none raising",
+        "junk frames throughput",
+    } <= set(figures)
+    log_lines = figures.pop("log lines for 100,000 junk frames (--log-level debug)")
+    assert log_lines.baseline is None
+    # A few lines per kind of bad input (a first line, the counts at exit), not 100,000.
+    assert 0 < log_lines.figure.median < 50
     for comparison in figures.values():
         _assert_positive_against_baseline(comparison)
     baseline = figures["10 % raising throughput"].baseline
     assert baseline is not None and baseline.name == "echo throughput"
+    none_raising = figures["10 % raising throughput, vs none raising"].baseline
+    assert none_raising is not None and none_raising.name == "0 % raising throughput"
     assert any("173 %" in note for note in result.notes)
     assert (tmp_path / "bench" / "plugin-site" / "localagent_bench_raise.py").exists()
 

@@ -342,3 +342,30 @@ def test_the_plugin_is_found_and_lists_its_bench_area() -> None:
     info = loaded.info("pooling")
     assert info is not None and info.error is None
     assert getattr(loaded.manager.get_plugin("pooling"), "bench_areas", ()) == ("pooling", "redis")
+
+
+async def test_without_prewarm_the_pools_wait_for_the_first_client(
+    localagent_agent: Server,
+) -> None:
+    from localagent import _connectors
+
+    plugin = localagent_agent.runtime.pm.get_plugin("pooling")
+    assert plugin._registry is None  # nothing created at on_load: no prewarm URLs
+    assert _connectors.factory == plugin._first_client
+    url, token = localagent_agent.url, localagent_agent.token_file.get()
+    async with Client(url, token) as client:
+        assert client.pooled
+        assert await client.request("ping") == {"pong": True}
+    assert plugin._registry is not None
+    assert _connectors.factory is plugin._registry  # the pools answer from now on
+    assert plugin._registry.pool(url, token).stats().acquired == 1
+
+
+async def test_a_stand_in_never_used_is_taken_back_at_shutdown(localagent_load: object) -> None:
+    from localagent import _connectors
+
+    async with Server.create(port=0, options=["pooling"], strict=True) as server:
+        plugin = server.runtime.pm.get_plugin("pooling")
+        assert _connectors.factory == plugin._first_client
+    assert plugin._registry is None
+    assert _connectors.factory is None

@@ -47,6 +47,9 @@ async def test_the_plugin_hands_the_store_a_bounded_tuned_pool(
     assert type(pool).__name__ == "BlockingConnectionPool" and pool.max_connections == 4
     assert pool.connection_kwargs["health_check_interval"] == 30.0
     assert kv_clients(localagent_redis_url) == 2  # pre-warmed
+    # With Redis configured the store is tuned at on_load; the WebSocket pools still wait
+    # for a client (no prewarm URLs).
+    assert pooled_agent.runtime.pm.get_plugin("pooling")._registry is None
     if (
         await redis_version(localagent_redis_url, 2.0) < SETINFO_SINCE
     ):  # trimmed where SETINFO fails

@@ -12,12 +12,18 @@ Measured, pipelined unbatched requests on one connection with every reply
 checked (a raising request must come back as an ``internal_error`` reply):
 
 - throughput with 0 % of the requests raising vs ``echo``;
-- throughput with 10 % raising (every tenth) vs ``echo``;
+- throughput with 10 % raising (every tenth) vs ``echo``, and vs 0 % raising
+  (the target: at least 0.95x);
+- junk frames (bad JSON, bad envelopes, unknown types, in turn) answered per
+  second vs ``echo``, every error reply checked for its id and code;
 - the agent's CPU per message in the same runs (Linux ``/proc``), which stays
   meaningful when the client is the bottleneck.
 
-The agent logs the first failure of a kind with its traceback and the repeats
-at DEBUG, as it does in production: that is part of the cost.
+The agent logs the first failure of a kind with its traceback and counts the
+repeats (a line per kind at most every 10 s), as it does in production: that
+is part of the cost. Then, per repetition, a fresh agent at ``--log-level
+debug`` (every line on) gets 100,000 junk frames: the log lines it writes
+from the end of its start to its exit are counted.
 """
 
 from __future__ import annotations
@@ -87,7 +93,34 @@ class Run:
 ECHO = Run("echo", "echo", 0)
 NONE_RAISING = Run("0 % raising", MESSAGE_TYPE, 0)
 TEN_PCT_RAISING = Run("10 % raising", MESSAGE_TYPE, 10)
-RUNS = (ECHO, NONE_RAISING, TEN_PCT_RAISING)
+JUNK = Run("junk frames", "", 0)
+RUNS = (ECHO, NONE_RAISING, TEN_PCT_RAISING, JUNK)
+#: Junk frames sent to the agent whose log lines are counted.
+LOGGED_JUNK = 100_000
+UNKNOWN_TYPE = "bench.no_such_type"
+
+
+def junk_frame(msg_id: int) -> bytes:
+    """Bad JSON, a bad envelope, an unknown type, a non-object, in turn (~100 bytes each)."""
+    kind = msg_id % 4
+    pad = "x" * PAD
+    if kind == 0:
+        return b'{"id": %d, "type": "echo", "data": "%s' % (msg_id, pad.encode())  # cut short
+    if kind == 1:
+        return _codec.dumps({"id": msg_id, "type": "", "data": pad})
+    if kind == 2:
+        return _codec.dumps({"id": msg_id, "type": UNKNOWN_TYPE, "data": pad})
+    return _codec.dumps([msg_id, pad])
+
+
+def check_junk(reply: Any, msg_id: int) -> None:
+    """The error reply ``junk_frame(msg_id)`` gets: its code, and its id where one was readable."""
+    kind = msg_id % 4
+    code = ("invalid_json", "invalid_message", "unknown_type", "invalid_message")[kind]
+    expected_id = msg_id if kind in (1, 2) else None
+    error = reply.get("error") if type(reply) is dict else None
+    if reply.get("id") != expected_id or not isinstance(error, dict) or error.get("code") != code:
+        raise RuntimeError(f"junk frame {msg_id}: expected {code} for {expected_id}, got {reply!r}")
 
 
 @attrs.define
@@ -115,6 +148,8 @@ def plugin_env(ctx: BenchContext, site: Path) -> dict[str, str]:
 
 
 def make_frames(run: Run, count: int, first_id: int) -> list[bytes]:
+    if run is JUNK:
+        return [junk_frame(msg_id) for msg_id in range(first_id, first_id + count)]
     return [
         _codec.dumps(
             {
@@ -129,6 +164,8 @@ def make_frames(run: Run, count: int, first_id: int) -> list[bytes]:
 
 def check(reply: Any, expected_id: int, run: Run) -> None:
     """The reply for ``expected_id``: an ``internal_error`` if it raised, else a result."""
+    if run is JUNK:
+        return check_junk(reply, expected_id)
     if reply.get("id") != expected_id:
         raise RuntimeError(f"{run.label}: expected the reply to {expected_id}, got {reply!r}")
     if run.raises(expected_id):
@@ -174,10 +211,10 @@ async def measure(agent: AgentProcess, ctx: BenchContext, count: int) -> dict[Ru
     return samples
 
 
-def comparisons(samples: dict[Run, Samples]) -> list[Comparison]:
+def comparisons(samples: dict[Run, Samples], log_lines: list[float]) -> list[Comparison]:
     echo = samples[ECHO]
     found = []
-    for run in (NONE_RAISING, TEN_PCT_RAISING):
+    for run in (NONE_RAISING, TEN_PCT_RAISING, JUNK):
         found.append(
             Comparison(
                 figure=Figure(f"{run.label} throughput", "msg/s", samples[run].rate),
@@ -185,7 +222,17 @@ def comparisons(samples: dict[Run, Samples]) -> list[Comparison]:
                 baseline_name=BASELINE,
             )
         )
-    for run in (NONE_RAISING, TEN_PCT_RAISING):
+    found.append(
+        Comparison(
+            figure=Figure(
+                "10 % raising throughput, vs none raising", "msg/s", samples[TEN_PCT_RAISING].rate
+            ),
+            baseline=Figure("0 % raising throughput", "msg/s", samples[NONE_RAISING].rate),
+            baseline_name="0 % raising (same agent, same run)",
+            target=">= 0.95x",
+        )
+    )
+    for run in (NONE_RAISING, TEN_PCT_RAISING, JUNK):
         if samples[run].server_us and echo.server_us:
             found.append(
                 Comparison(
@@ -201,7 +248,57 @@ def comparisons(samples: dict[Run, Samples]) -> list[Comparison]:
                     baseline_name=BASELINE,
                 )
             )
+    ten, none = samples[TEN_PCT_RAISING].server_us, samples[NONE_RAISING].server_us
+    if ten and none:
+        found.append(
+            Comparison(
+                figure=Figure(
+                    "10 % raising, agent CPU per message, vs none raising", "µs", ten, False
+                ),
+                baseline=Figure("0 % raising, agent CPU per message", "µs", none, False),
+                baseline_name="0 % raising (same agent, same run)",
+            )
+        )
+    if log_lines:
+        found.append(
+            Comparison(
+                figure=Figure(
+                    f"log lines for {LOGGED_JUNK:,} junk frames (--log-level debug)",
+                    "lines",
+                    log_lines,
+                    higher_is_better=False,
+                )
+            )
+        )
     return found
+
+
+def count_log_lines(ctx: BenchContext, site: Path) -> list[float]:
+    """Per repetition: a fresh agent at DEBUG, 100,000 junk frames, the lines it logged after
+    its start banner until it exited (the counts of what it left out come at exit)."""
+    import asyncio
+
+    lines: list[float] = []
+    for rep in range(ctx.repetitions):
+        ctx.progress(f"errors: log lines, repetition {rep + 1}/{ctx.repetitions}")
+        args = ("-p", PLUGIN, "--log-level", "debug")
+        with ctx.agent("", *args, env=plugin_env(ctx, site)) as agent:
+            started = len(agent.lines)
+            asyncio.run(_send_junk(agent, LOGGED_JUNK))
+        lines.append(float(len(agent.lines) - started))
+    return lines
+
+
+async def _send_junk(agent: AgentProcess, count: int) -> None:
+    ws = await connect(
+        agent.url,
+        compression=None,
+        additional_headers={"Authorization": f"Bearer {agent.token}"},
+    )
+    try:
+        await pipelined(ws, [junk_frame(n) for n in range(count)], 0, check_junk)
+    finally:
+        await ws.close()
 
 
 def _median(values: Sequence[float]) -> float:
@@ -209,7 +306,7 @@ def _median(values: Sequence[float]) -> float:
 
 
 def notes(samples: dict[Run, Samples], count: int) -> list[str]:
-    echo, none, ten = (samples[run] for run in RUNS)
+    echo, none, ten, _junk = (samples[run] for run in RUNS)
     implied = 1 / (1 + SEED_CLAIM_PCT / 100)
     measured = _median(none.rate) / _median(echo.rate)
     ten_pct = _median(ten.rate) / _median(echo.rate)
@@ -231,7 +328,8 @@ def notes(samples: dict[Run, Samples], count: int) -> list[str]:
         cost += f" and ~{cpu:.0f} µs of the agent's CPU"
     found.append(
         f"{cost} over a normal reply (from the medians): the exception, on_error, the error "
-        "reply (the traceback is logged once per kind of failure, repeats at DEBUG)"
+        "reply (the log is rate-limited: the first failure of a kind with its traceback, "
+        "then a line per kind at most every 10 s with the number left out)"
     )
     return found
 
@@ -241,9 +339,19 @@ async def run(ctx: BenchContext) -> AreaResult:
     count = ctx.size(20_000, 5_000)
     with ctx.agent("", "-p", PLUGIN, env=plugin_env(ctx, site)) as agent:
         samples = await measure(agent, ctx, count)
+    log_lines = await _in_thread(count_log_lines, ctx, site)
     return AreaResult(
-        area=NAME, title=TITLE, comparisons=comparisons(samples), notes=notes(samples, count)
+        area=NAME,
+        title=TITLE,
+        comparisons=comparisons(samples, log_lines),
+        notes=notes(samples, count),
     )
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(function, *args)
 
 
 AREA = Area(NAME, TITLE, run)

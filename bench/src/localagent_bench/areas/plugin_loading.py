@@ -18,11 +18,16 @@ Every command runs in a directory of its own that nothing writes to: with
 ``python -m``, the working directory is on ``sys.path``, and the plugin
 cache rightly treats a change there as a possible new plugin.
 
-Then ``python -m localagent send ping`` to a running agent beside ``python -c
-pass``, both warm. Then each plugin's import and ``on_load`` time, as the startup banner of
-real agents started through :meth:`BenchContext.agent` prints them. Then the hot-reload
-time (:func:`hot_reload`): ``echo`` disabled and enabled again in the config of a running
-agent, timed from the file's write to the first reply on an open connection that shows it.
+Then ``localagent serve`` from its start to "listening on" beside a bare
+websockets server script (:mod:`localagent_bench.bare_echo`, which also runs
+the event loop of ``serve``) from its start to printing its port, cold and
+warm as above, interleaved. Then ``python -m localagent send ping`` to a
+running agent beside ``python -c pass``, both warm. Then each plugin's
+import and ``on_load`` time, as the startup banner of real agents started
+through :meth:`BenchContext.agent` prints them. Then the hot-reload time
+(:func:`hot_reload`): ``echo`` disabled and enabled again in the config of a
+running agent, timed from the file's write to the first reply on an open
+connection that shows it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from pathlib import Path
 from localagent import Client, ReplyError
 from localagent._config import set_plugin_enabled
 from localagent._plugins import discover
+from localagent.testing import stop_process
 
+from .. import bare_echo
 from .._context import BenchContext
 from .._model import AreaResult, Comparison, Figure
 from . import Area
@@ -195,6 +202,71 @@ def _startup_comparisons(samples: dict[tuple[str, str], list[float]]) -> list[Co
     return comparisons
 
 
+def _until_line(args: list[str], env: dict[str, str], cwd: Path, stream: str, text: str) -> float:
+    """Milliseconds from starting ``args`` until a line of ``stream`` contains ``text``."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        pipe = process.stdout if stream == "stdout" else process.stderr
+        assert pipe is not None
+        seen = []
+        for line in pipe:
+            seen.append(line)
+            if text in line:
+                return (time.perf_counter() - started) * 1000
+        raise RuntimeError(f"{' '.join(args)} exited before {text!r}: {''.join(seen)}")
+    finally:
+        stop_process(process)
+
+
+def _serve_start(ctx: BenchContext) -> list[Comparison]:
+    """``serve`` to "listening on" vs the bare server script to its port, cold and warm."""
+    cwd = ctx.workdir / "cwd"
+    serve = [sys.executable, "-m", "localagent", "serve", "--port", "0"]
+    bare = [sys.executable, "-m", bare_echo.MODULE]
+    prefix = ctx.workdir / "pycache-serve"
+    config = ctx.workdir / "config-serve"
+    warm = _env(ctx, config, prefix, ctx.workdir / "cache-serve", write=True)
+    warm["LOCALAGENT_WORKSPACE"] = str(ctx.workspace)
+    for _fill in range(2):  # .pyc files, then the plugin manifest
+        _until_line(serve, warm, cwd, "stderr", "listening on")
+        _until_line(bare, warm, cwd, "stdout", "")
+    warm["PYTHONDONTWRITEBYTECODE"] = "1"
+    samples: dict[tuple[str, str], list[float]] = {}
+    for repetition in range(ctx.repetitions):
+        ctx.progress(f"plugins: serve start, repetition {repetition + 1}/{ctx.repetitions}")
+        cold_prefix = ctx.workdir / f"pycache-serve-cold{repetition}"
+        cold_prefix.mkdir()
+        cold = {**warm, "PYTHONPYCACHEPREFIX": str(cold_prefix)}
+        for kind, env in (("cold", cold), ("warm", warm)):
+            for label, args, stream, text in (
+                ("serve", serve, "stderr", "listening on"),
+                ("bare", bare, "stdout", ""),
+            ):
+                ms = _until_line(args, env, cwd, stream, text)
+                samples.setdefault((label, kind), []).append(ms)
+    return [
+        Comparison(
+            figure=Figure(
+                f"localagent serve to listening, {kind}", "ms", samples["serve", kind], False
+            ),
+            baseline=Figure(
+                f"bare websockets server to listening, {kind}", "ms", samples["bare", kind], False
+            ),
+            baseline_name=f"a bare websockets server script ({kind})",
+            target="<= 1.5x" if kind == "warm" else None,
+        )
+        for kind in ("cold", "warm")
+    ]
+
+
 def _send_ping(ctx: BenchContext) -> list[Comparison]:
     """Wall time of ``localagent send ping`` to a running agent, beside ``python -c pass``.
 
@@ -300,13 +372,14 @@ async def _hot_reload(ctx: BenchContext) -> list[Comparison]:
 async def run(ctx: BenchContext) -> AreaResult:
     """Time the commands cold and warm, then read the plugin times of fresh agents."""
     samples = _startup(ctx)
+    serve = _serve_start(ctx)
     send = _send_ping(ctx)
     plugin_figures, plugins = _plugin_times(ctx)
     reload = await _hot_reload(ctx)
     return AreaResult(
         area="plugins",
         title="Plugin loading",
-        comparisons=[*_startup_comparisons(samples), *send, *plugin_figures, *reload],
+        comparisons=[*_startup_comparisons(samples), *serve, *send, *plugin_figures, *reload],
         notes=[
             "wall time of each command as a subprocess with a fresh config dir (lower is better)",
             "localagent plugins list runs with every installed plugin enabled but those the "
@@ -318,6 +391,10 @@ async def run(ctx: BenchContext) -> AreaResult:
             "warm: PYTHONPYCACHEPREFIX and the plugin cache are directories that earlier, "
             "unmeasured runs of the same command filled: every module has its .pyc, and the "
             "plugin manifest is current when the cache plugin is on",
+            "localagent serve to listening: from the start of the process to its 'listening on' "
+            "line, with the plugins of this variant and a fresh workspace; the bare script "
+            "(localagent_bench.bare_echo: websockets, msgspec, the same event loop) from its "
+            "start to printing its port; cold and warm as above, interleaved",
             "localagent send ping: one request to a running agent (built-in plugins), from "
             "start to exit, warm, interleaved with python -c pass",
             f"per-plugin import and on_load times of {plugins} plugin(s) come from the startup "

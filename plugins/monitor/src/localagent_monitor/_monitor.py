@@ -121,9 +121,7 @@ class Monitor:
         self._warned_no_switch = False
         #: The monitor's own port, when ``port`` is set (else the agent's port serves).
         self.own_port: MonitorPort | None = None
-        self._dashboard = (
-            resources.files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
-        )
+        self._dashboard: str | None = None  # read at the first request for it
         self._ready = False
 
     # -- lifecycle -----------------------------------------------------------
@@ -151,7 +149,8 @@ class Monitor:
             ValueError: Another plugin has a route for one of the paths.
         """
         config = self.config
-        _ = self.registry  # imports prometheus_client now, not at the first scrape
+        # prometheus_client is imported at the first scrape (~10 ms), not here: an agent
+        # nobody scrapes never pays for it, and the start stays short.
         if config.port is None:
             for path, handler, needs_token in self.routes():
                 self.agent.add_route(path, handler, needs_token=needs_token)
@@ -449,6 +448,9 @@ class Monitor:
             "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'"
         )
+        if self._dashboard is None:
+            page = resources.files(__package__).joinpath("dashboard.html")
+            self._dashboard = page.read_text(encoding="utf-8")
         body = self._dashboard.replace("{{nonce}}", nonce).encode()
         return HttpResponse(
             HTTPStatus.OK,

@@ -56,7 +56,6 @@ class Plugin:
 
     Attributes:
         config: The settings read from ``[plugins.pooling]`` in ``on_load``.
-        registry: The WebSocket pools of this process (after ``on_load``).
         bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
         bench_modes: One more "on" variant: with ``batching`` on as well (when
             installed), as the agent runs with every optimization plugin of the
@@ -69,11 +68,36 @@ class Plugin:
 
     def __init__(self) -> None:
         self.config = PoolingConfig()
-        self.registry: PoolRegistry | None = None
+        self._registry: PoolRegistry | None = None
+        self._agent: Agent | None = None
+
+    @property
+    def registry(self) -> PoolRegistry | None:
+        """The WebSocket pools of this process (``None`` before ``on_load``).
+
+        Created when first needed: at ``on_load`` with ``prewarm`` URLs, else
+        when a client of the process first opens (or when this is read).
+        """
+        if self._registry is None and self._agent is not None:
+            from ._registry import PoolRegistry
+
+            registry = self._registry = PoolRegistry(self.config)
+            registry.install()  # in place of the stand-in _first_client installed
+        return self._registry
+
+    def _first_client(self, options: Any) -> Any:
+        """The connector factory until a client opens: create the pools, then ask them."""
+        registry = self.registry
+        assert registry is not None
+        return registry(options)
 
     @hookimpl
     async def on_load(self, agent: Agent) -> Callable[[], Awaitable[None]]:
         """Install the client pools and tune the Redis store, warming both concurrently.
+
+        Without ``prewarm`` URLs nothing is dialled and nothing imported for the
+        WebSocket pools until a client of the process opens; without Redis, the
+        store is left alone.
 
         Returns:
             The teardown: uninstall the pools and close their connections
@@ -82,19 +106,34 @@ class Plugin:
         Raises:
             ConfigError: An unknown key or a bad value (named in the message).
         """
-        import asyncio
-
-        from ._registry import PoolRegistry
+        from localagent import _connectors
 
         self.config = agent.plugin_settings(NAME, PoolingConfig)
-        registry = self.registry = PoolRegistry(self.config)
-        registry.install()
+        self._agent = agent
+        _connectors.install(self._first_client)
         try:
-            await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+            if self.config.prewarm:
+                import asyncio
+
+                registry = self.registry
+                assert registry is not None
+                await asyncio.gather(registry.prewarm(self.config.prewarm), self._tune_store(agent))
+            else:
+                await self._tune_store(agent)
         except BaseException:
-            await registry.aclose()
+            await self._teardown()
             raise
-        return registry.aclose
+        return self._teardown
+
+    async def _teardown(self) -> None:
+        """Close the pools (or take back the stand-in factory, if no client ever opened)."""
+        from localagent import _connectors
+
+        registry, self._registry, self._agent = self._registry, None, None
+        if registry is not None:
+            await registry.aclose()
+        elif _connectors.factory == self._first_client:
+            _connectors.install(None)
 
     async def _tune_store(self, agent: Agent) -> None:
         """Hand a tuned pool to the Redis store; leave the memory store alone."""
