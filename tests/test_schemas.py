@@ -190,3 +190,34 @@ def test_plugins_info_json_carries_the_schemas(localagent_config_dir: Any) -> No
     messages = {m["type"]: m for m in info["messages"]}
     assert set(messages) == set(info["handles"])
     assert messages["kv.get"]["schema"]["properties"]["key"]["maxLength"] == 512
+
+
+async def test_agent_cancel_stops_a_running_request(localagent_config_dir: Any) -> None:
+    import asyncio
+    import sys
+
+    localagent_config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (localagent_config_dir / "config.toml").write_text(
+        f'[plugins.exec]\nallow = ["{sys.executable}"]\n', encoding="utf-8"
+    )
+    async with (
+        Server.create(port=0) as server,
+        Client(server.url, server.token_file.get()) as client,
+    ):
+        started: asyncio.Queue[Any] = asyncio.Queue()
+        code = "import sys, time; print('up', flush=True); time.sleep(60)"
+        running = asyncio.ensure_future(
+            client.request(
+                "exec",
+                {"argv": [sys.executable, "-c", code], "stream": True},
+                on_event=started.put_nowait,
+            )
+        )
+        event = await asyncio.wait_for(started.get(), 10)
+        request_id = event["id"]
+        assert await client.request("agent.cancel", {"id": request_id}) == {"cancelled": True}
+        with pytest.raises(ReplyError) as caught:
+            await asyncio.wait_for(running, 10)
+        assert caught.value.code == "cancelled"
+        assert await client.request("agent.cancel", {"id": request_id}) == {"cancelled": False}
+        assert await client.request("ping") == {"pong": True}
