@@ -221,3 +221,45 @@ async def test_agent_cancel_stops_a_running_request(localagent_config_dir: Any) 
         assert caught.value.code == "cancelled"
         assert await client.request("agent.cancel", {"id": request_id}) == {"cancelled": False}
         assert await client.request("ping") == {"pong": True}
+
+
+async def test_a_client_request_cancelled_with_cancel_on_abort_stops_the_program(
+    localagent_config_dir: Any,
+) -> None:
+    import asyncio
+    import sys
+
+    localagent_config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (localagent_config_dir / "config.toml").write_text(
+        f'[plugins.exec]\nallow = ["{sys.executable}"]\n', encoding="utf-8"
+    )
+    async with (
+        Server.create(port=0) as server,
+        Client(server.url, server.token_file.get()) as client,
+    ):
+        started: asyncio.Queue[Any] = asyncio.Queue()
+        code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+        running = asyncio.ensure_future(
+            client.request(
+                "exec",
+                {"argv": [sys.executable, "-c", code], "stream": True},
+                on_event=started.put_nowait,
+                cancel_on_abort=True,
+            )
+        )
+        pid = int((await asyncio.wait_for(started.get(), 10))["data"]["chunk"])
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        for _ in range(200):  # the agent kills the program's group once agent.cancel arrives
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    if stat.read().split(")")[-1].split()[0] in ("Z", "X"):
+                        break  # killed; not yet reaped
+            except FileNotFoundError:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the program still runs after the request was cancelled")
+        stray = await asyncio.wait_for(client.events.get(), 10)  # its answer, now nobody's
+        assert stray["error"]["code"] == "cancelled"
