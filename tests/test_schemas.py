@@ -7,6 +7,7 @@ export) directly.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import attrs
@@ -223,6 +224,14 @@ async def test_agent_cancel_stops_a_running_request(localagent_config_dir: Any) 
         assert await client.request("ping") == {"pong": True}
 
 
+def _process_state(pid: int) -> str | None:
+    """The state letter in /proc/PID/stat (R, S, Z...), ``None`` once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 async def test_a_client_request_cancelled_with_cancel_on_abort_stops_the_program(
     localagent_config_dir: Any,
 ) -> None:
@@ -252,12 +261,8 @@ async def test_a_client_request_cancelled_with_cancel_on_abort_stops_the_program
         with pytest.raises(asyncio.CancelledError):
             await running
         for _ in range(200):  # the agent kills the program's group once agent.cancel arrives
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    if stat.read().split(")")[-1].split()[0] in ("Z", "X"):
-                        break  # killed; not yet reaped
-            except FileNotFoundError:
-                break
+            if _process_state(pid) in (None, "Z", "X"):
+                break  # gone, or killed and not yet reaped
             await asyncio.sleep(0.05)
         else:
             pytest.fail("the program still runs after the request was cancelled")
