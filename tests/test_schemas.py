@@ -206,7 +206,7 @@ async def test_agent_cancel_stops_a_running_request(localagent_config_dir: Any) 
         Client(server.url, server.token_file.get()) as client,
     ):
         started: asyncio.Queue[Any] = asyncio.Queue()
-        code = "import sys, time; print('up', flush=True); time.sleep(60)"
+        code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
         running = asyncio.ensure_future(
             client.request(
                 "exec",
@@ -215,13 +215,25 @@ async def test_agent_cancel_stops_a_running_request(localagent_config_dir: Any) 
             )
         )
         event = await asyncio.wait_for(started.get(), 10)
-        request_id = event["id"]
+        request_id, pid = event["id"], int(event["data"]["chunk"])
         assert await client.request("agent.cancel", {"id": request_id}) == {"cancelled": True}
         with pytest.raises(ReplyError) as caught:
             await asyncio.wait_for(running, 10)
         assert caught.value.code == "cancelled"
         assert await client.request("agent.cancel", {"id": request_id}) == {"cancelled": False}
         assert await client.request("ping") == {"pong": True}
+        await _reaped(pid)
+
+
+async def _reaped(pid: int) -> None:
+    """Wait until the agent killed and reaped ``pid``."""
+    import asyncio
+
+    for _ in range(400):
+        if _process_state(pid) is None:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the program (pid {pid}) still runs after its request was cancelled")
 
 
 def _process_state(pid: int) -> str | None:
@@ -260,11 +272,6 @@ async def test_a_client_request_cancelled_with_cancel_on_abort_stops_the_program
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-        for _ in range(200):  # the agent kills the program's group once agent.cancel arrives
-            if _process_state(pid) in (None, "Z", "X"):
-                break  # gone, or killed and not yet reaped
-            await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the program still runs after the request was cancelled")
+        await _reaped(pid)  # the agent kills the program once agent.cancel arrives
         stray = await asyncio.wait_for(client.events.get(), 10)  # its answer, now nobody's
         assert stray["error"]["code"] == "cancelled"

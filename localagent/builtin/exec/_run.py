@@ -280,8 +280,8 @@ async def run_program(
             kill_group(process)
             await asyncio.wait(tasks, timeout=_KILL_GRACE)
             # Bounded: a process that left the group (setsid) may hold the pipes.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), _KILL_GRACE)
+            with contextlib.suppress(TimeoutError):  # shielded: a second cancel leaves it be
+                await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE)
     finally:
         # Stragglers left in the group after the program ended, or a cancelled
         # request (the client disconnected): nothing of this run survives it.
@@ -290,6 +290,9 @@ async def run_program(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if process.returncode is None:  # cancelled (agent.cancel, a disconnect): reap it too
+            with contextlib.suppress(TimeoutError):  # shielded: a second cancel leaves it be
+                await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE)
     for task in tasks:
         error = None if task.cancelled() else task.exception()
         if error is not None:
