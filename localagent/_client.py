@@ -8,14 +8,14 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
-import attrs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from . import _codec, _connectors
 from ._config import ENV_PREFIX, config_dir, load_settings
+from ._connectors import ClientOptions, Connector, ConnectorFactory
 from ._protocol import batch_frames, unbatch
 from ._security import TokenFile, redacting_logger
 from .exceptions import ConnectFailed, ConnectionLost, HandshakeRejected, ReplyError
@@ -55,39 +55,6 @@ def default_token(environ: Mapping[str, str] | None = None) -> str:
     return environ.get(TOKEN_VARIABLE) or TokenFile(config_dir()).get()
 
 
-@attrs.frozen
-class ClientOptions:
-    """What a :class:`Client` was created with, as a :data:`ConnectorFactory` sees it.
-
-    Attributes:
-        url: ``ws://host:port`` of the agent.
-        token: The token given to the client (``None``: :func:`default_token`).
-        open_timeout: Seconds allowed to connect.
-        max_message_size: Largest frame accepted from the agent.
-    """
-
-    url: str
-    token: str | None = attrs.field(repr=False)
-    open_timeout: float
-    max_message_size: int | None
-
-
-class Connector(Protocol):
-    """A source of open connections a :class:`Client` borrows instead of dialling its own.
-
-    A connection pool implements it (``localagent-pooling``). The connections
-    it hands out are plain, directly connected :class:`Client` objects.
-    """
-
-    async def acquire(self) -> Client:
-        """An open connection for the caller's exclusive use until :meth:`release`."""
-
-    def release(self, client: Client) -> None:
-        """Take back a connection from :meth:`acquire` (closed ones are discarded)."""
-
-
-#: Chooses the :class:`Connector` of a new :class:`Client` (``None``: dial directly).
-ConnectorFactory = Callable[[ClientOptions], Connector | None]
 
 
 class Client:
@@ -309,6 +276,7 @@ class Client:
         timeout: float | None = None,
         on_event: Callable[[Any], None] | None = None,
         to: str | None = None,
+        cancel_on_abort: bool = False,
     ) -> Any:
         """Send one request and return its ``result``.
 
@@ -322,6 +290,9 @@ class Client:
                 carrying ``from`` (another client's delivery) is never one.
             to: Address it to another agent or client of the agent's cluster
                 (the envelope's ``"to"``, see docs/cluster.md).
+            cancel_on_abort: If the caller is cancelled or ``timeout`` passes
+                before the reply, send ``agent.cancel`` for the request, so the
+                agent stops its handler (an ``exec`` its program).
 
         Raises:
             ReplyError: The agent answered with an error.
@@ -330,7 +301,14 @@ class Client:
         """
         if self._connector is not None:
             lease = await self._leased()
-            return await lease.request(type, data, timeout=timeout, on_event=on_event, to=to)
+            return await lease.request(
+                type,
+                data,
+                timeout=timeout,
+                on_event=on_event,
+                to=to,
+                cancel_on_abort=cancel_on_abort,
+            )
         ws = self._require_open()
         msg_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -343,6 +321,10 @@ class Client:
                 message["to"] = to
             await self._send(ws, message)
             reply = await asyncio.wait_for(future, timeout) if timeout else await future
+        except (asyncio.CancelledError, TimeoutError):
+            if cancel_on_abort and (future.cancelled() or not future.done()):  # no reply yet
+                self._cancel_remote(ws, msg_id)
+            raise
         finally:
             self._pending.pop(msg_id, None)
             self._listeners.pop(msg_id, None)
@@ -354,6 +336,14 @@ class Client:
                 str(error.get("code", "error")), str(error.get("message", "")), error.get("details")
             )
         return reply.get("result")
+
+    def _cancel_remote(self, ws: ClientConnection, msg_id: int) -> None:
+        """Send ``agent.cancel`` for ``msg_id`` from a task of its own (the caller is cancelled)."""
+        frame = _codec.dumps({"type": "agent.cancel", "data": {"id": msg_id}})
+        task = asyncio.get_running_loop().create_task(self._write(ws, frame))
+        self._writes.add(task)
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        task.add_done_callback(self._writes.discard)
 
     async def notify(self, type: str, data: Any = None, *, to: str | None = None) -> None:
         """Send a message without an id: it is handled, but only errors are answered.

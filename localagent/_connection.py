@@ -19,6 +19,7 @@ from websockets.protocol import OPEN
 
 from . import _codec
 from ._budget import OutboundBudget
+from ._requests import RunningRequests
 from .exceptions import ConnectionLost
 
 __all__ = ["ConnectionBase", "WebSocketConnection", "run_callbacks"]
@@ -147,6 +148,7 @@ class WebSocketConnection(ConnectionBase):
     Attributes:
         pending_bytes: Bytes of this connection's encoded frames charged and
             not yet written out.
+        requests: Its asynchronous handlers still running, by request id.
     """
 
     __slots__ = (
@@ -165,6 +167,7 @@ class WebSocketConnection(ConnectionBase):
         "outbound",
         "pending_bytes",
         "remote_address",
+        "requests",
         "state",
     )
 
@@ -207,6 +210,7 @@ class WebSocketConnection(ConnectionBase):
         self._room: deque[asyncio.Future[None]] = deque()
         self._shed: str | None = None
         self._closer: asyncio.Task[None] | None = None
+        self.requests = RunningRequests()
 
     def __repr__(self) -> str:
         direction = "outbound" if self.outbound else "inbound"

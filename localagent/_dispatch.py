@@ -19,6 +19,7 @@ from pluggy import HookImpl
 
 from ._plugins import PluginManager
 from ._protocol import UNKNOWN_TYPE
+from ._schemas import typed_direct, typed_handler
 from .exceptions import ConnectionLost
 
 __all__ = ["Dispatcher", "HandlerFailed", "Route", "discard", "is_pending"]
@@ -134,11 +135,14 @@ class Dispatcher:
 
             plain = [i for i in impls if not i.wrapper and not i.hookwrapper and applies(i)]
             wrapping = [i for i in impls if i.wrapper and applies(i)]
+            # A handler with a schema= is called through typed_*() (its data checked first).
             direct = (
-                plain[0].function if plain and tuple(plain[0].argnames) == ("message",) else None
+                typed_direct(plain[0].function, plain[0], message_type)
+                if plain and tuple(plain[0].argnames) == ("message",)
+                else None
             )
             return Route(
-                handlers=tuple(_positional(i) for i in plain),
+                handlers=tuple(typed_handler(_positional(i), i, message_type) for i in plain),
                 plugins=tuple(self._pm.get_name(i.plugin) for i in plain),
                 wrappers=tuple(_positional(i) for i in wrapping),
                 wrapper_plugins=tuple(self._pm.get_name(i.plugin) for i in wrapping),

@@ -89,6 +89,7 @@ BUILTIN_PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("fs", "localagent.builtin.fs:Plugin", builtin=True),
     PluginSpec("exec", "localagent.builtin.exec:Plugin", builtin=True),
     PluginSpec("cluster", "localagent.builtin.cluster:Plugin", builtin=True),
+    PluginSpec("agent", "localagent.builtin.agent:Plugin", builtin=True),
 )
 
 

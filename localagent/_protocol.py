@@ -22,6 +22,7 @@ from . import _codec
 __all__ = [
     "BATCH",
     "INTERNAL_ERROR",
+    "INVALID_DATA",
     "INVALID_JSON",
     "INVALID_MESSAGE",
     "MAX_TYPE_LENGTH",
@@ -42,6 +43,8 @@ MAX_TYPE_LENGTH: Final = _codec.MAX_TYPE_LENGTH
 INVALID_JSON: Final = "invalid_json"
 INVALID_MESSAGE: Final = "invalid_message"
 UNKNOWN_TYPE: Final = "unknown_type"
+#: ``data`` does not fit the schema its handler declared (see ``_schemas``).
+INVALID_DATA: Final = "invalid_data"
 INTERNAL_ERROR: Final = "internal_error"
 
 

@@ -351,6 +351,7 @@ class AgentRuntime:
                         pending.add(task)
                         self.in_flight.add(task)
                         task.add_done_callback(forget)
+                        connection.requests.track(item.id, task)  # for agent.cancel
                     elif item.id is not None:
                         reply = {"id": item.id, "result": result}
                         try:  # the common case, inline: no extra coroutine per reply

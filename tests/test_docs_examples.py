@@ -240,11 +240,10 @@ def _plugins(example: Example) -> list[object]:
     """Execute the block in a fresh module and return its plugin objects."""
     name = re.sub(r"\W", "_", f"doc_{example.page}_{example.line}")
     module = types.ModuleType(name)
-    sys.modules[name] = module  # attrs, dataclasses and pickling look modules up here
-    try:
-        exec(compile(example.source, example.id, "exec"), module.__dict__)
-    finally:
-        del sys.modules[name]
+    # Left in sys.modules: attrs, dataclasses and pickling look modules up there, and so does
+    # msgspec, when it first resolves a schema's annotations (in the running agent).
+    sys.modules[name] = module
+    exec(compile(example.source, example.id, "exec"), module.__dict__)
 
     def implements(obj: object) -> bool:
         return any(

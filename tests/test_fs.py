@@ -29,6 +29,7 @@ from localagent import Client, ReplyError, Server
 from localagent.builtin import _workspace
 from localagent.builtin import fs as fs_plugin
 from localagent.builtin._workspace import PathRefused
+from localagent.builtin.fs._data import DeleteData, ReadData, WriteData
 from localagent.builtin.fs._errors import os_error
 
 MESSAGES = ("fs.read", "fs.write", "fs.list", "fs.stat", "fs.delete")
@@ -348,13 +349,6 @@ async def test_write_onto_a_directory(client: Client, workspace: Path) -> None:
     [
         ({"path": "f", "content": "!!!", "encoding": "base64"}, "not valid base64"),
         ({"path": "f", "content": "é", "encoding": "base64"}, "not valid base64"),
-        ({"path": "f", "content": "x", "encoding": "utf-16"}, "'encoding' must be"),
-        ({"path": "f"}, "'content' is required"),
-        ({"content": "x"}, "'path' is required"),
-        ({"path": "f", "content": 5}, "'content' must be a string"),
-        ({"path": "f", "content": "x", "fsync": "yes"}, "'fsync' must be true or false"),
-        ({"path": "f", "content": "x", "mode": 420}, "unknown field(s) mode"),
-        ({"path": ["f"], "content": "x"}, "'path' must be a string"),
     ],
 )
 async def test_write_bad_requests(
@@ -367,20 +361,46 @@ async def test_write_bad_requests(
 
 
 @pytest.mark.parametrize(
-    ("data", "fragment"),
+    ("data", "path", "fragment"),
     [
-        ({"path": "f", "offset": -1}, "'offset' must not be negative"),
-        ({"path": "f", "length": -5}, "'length' must not be negative"),
-        ({"path": "f", "offset": 1.5}, "'offset' must be an integer"),
-        ({"path": "f", "length": True}, "'length' must be an integer"),
-        ({"path": "f", "encoding": "hex"}, "'encoding' must be"),
-        ("f", "data must be a JSON object"),
+        ({"path": "f", "content": "x", "encoding": "utf-16"}, "$.encoding", "Invalid enum value"),
+        ({"path": "f"}, "$.content", "missing required field `content`"),
+        ({"content": "x"}, "$.path", "missing required field `path`"),
+        ({"path": "f", "content": 5}, "$.content", "Expected `str`, got `int`"),
+        ({"path": "f", "content": "x", "fsync": "yes"}, "$.fsync", "Expected `bool`"),
+        ({"path": "f", "content": "x", "mode": 420}, "$.mode", "unknown field `mode`"),
+        ({"path": ["f"], "content": "x"}, "$.path", "Expected `str`, got `array`"),
     ],
 )
-async def test_read_bad_requests(client: Client, workspace: Path, data: Any, fragment: str) -> None:
+async def test_write_invalid_data(
+    client: Client, workspace: Path, data: dict[str, Any], path: str, fragment: str
+) -> None:
+    error = await _error(client, "fs.write", data)
+    assert error.code == "invalid_data"
+    assert error.details == {"path": path}
+    assert f"fs.write: invalid data at {path}: " in error.message
+    assert fragment in error.message
+    assert _files(workspace) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "fragment"),
+    [
+        ({"path": "f", "offset": -1}, "$.offset", "`int` >= 0"),
+        ({"path": "f", "length": -5}, "$.length", "`int` >= 0"),
+        ({"path": "f", "offset": 1.5}, "$.offset", "Expected `int`, got `float`"),
+        ({"path": "f", "length": True}, "$.length", "got `bool`"),
+        ({"path": "f", "encoding": "hex"}, "$.encoding", "Invalid enum value"),
+        ("f", "$", "Expected `object`, got `str`"),
+    ],
+)
+async def test_read_invalid_data(
+    client: Client, workspace: Path, data: Any, path: str, fragment: str
+) -> None:
     (workspace / "f").write_text("f")
     error = await _error(client, "fs.read", data)
-    assert error.code == "bad_request"
+    assert error.code == "invalid_data"
+    assert error.details == {"path": path}
     assert fragment in error.message
 
 
@@ -836,7 +856,7 @@ def test_attack_race_link_swapped_in_after_the_check_is_not_followed(
     (workspace / "swapped").symlink_to(outside / "secret.txt")
     monkeypatch.setattr(_workspace, "resolve", lambda root, parts: str(workspace / "swapped"))
     with pytest.raises(localagent.MessageError) as caught:
-        plugin.read_file(_Message("fs.read", {"path": "swapped"}), None)  # type: ignore[arg-type]
+        plugin.read_file(_Message("fs.read", ReadData("swapped")), None)  # type: ignore[arg-type]
     assert caught.value.code == "outside_workspace"  # O_NOFOLLOW: ELOOP
 
 
@@ -849,14 +869,14 @@ def test_attack_race_directory_swapped_after_the_check_is_caught_after_open(
     # opened file is outside. The check of /proc/self/fd/N after opening refuses it.
     monkeypatch.setattr(_workspace, "resolve", lambda root, parts: str(outside / "secret.txt"))
     with pytest.raises(localagent.MessageError) as caught:
-        plugin.read_file(_Message("fs.read", {"path": "x"}), None)  # type: ignore[arg-type]
+        plugin.read_file(_Message("fs.read", ReadData("x")), None)  # type: ignore[arg-type]
     assert caught.value.code == "outside_workspace"
     monkeypatch.setattr(
         _workspace, "resolve_parent", lambda root, parts: (str(outside), "secret.txt")
     )
     for handler, data in [
-        (plugin.write_file, {"path": "x", "content": "pwned"}),
-        (plugin.delete_path, {"path": "x"}),
+        (plugin.write_file, WriteData("x", "pwned")),
+        (plugin.delete_path, DeleteData("x")),
     ]:
         with pytest.raises(localagent.MessageError) as caught:
             handler(_Message("fs", data))  # type: ignore[arg-type]

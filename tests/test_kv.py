@@ -98,29 +98,40 @@ async def test_ttl_expires(kv: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("message_type", "data", "fragment"),
+    ("message_type", "data", "path", "fragment"),
     [
-        ("kv.get", None, "'key' is required"),
-        ("kv.get", {"key": ""}, "non-empty string"),
-        ("kv.get", {"key": 5}, "must be a string"),
-        ("kv.get", {"key": "x" * 600}, "at most 512"),
-        ("kv.get", "k", "must be a JSON object"),
-        ("kv.get", {"key": "k", "extra": 1}, "unknown field(s) extra"),
-        ("kv.set", {"key": "k"}, "'value' is required"),
-        ("kv.set", {"key": "k", "value": 1, "ttl": 0}, "'ttl' must be a positive"),
-        ("kv.set", {"key": "k", "value": 1, "ttl": True}, "'ttl' must be a number"),
-        ("kv.mget", {"keys": []}, "must not be empty"),
-        ("kv.mget", {"keys": ["a", 3]}, "every key must be"),
-        ("kv.mset", {"items": []}, "'items' must be an object"),
-        ("kv.delete", {}, "either 'key' or 'keys'"),
-        ("kv.delete", {"key": "a", "keys": ["b"]}, "either 'key' or 'keys'"),
-        ("kv.incr", {"key": "n", "by": 1.5}, "'by' must be an integer"),
+        ("kv.get", None, "$.key", "missing required field `key`"),
+        ("kv.get", {"key": ""}, "$.key", "length >= 1"),
+        ("kv.get", {"key": 5}, "$.key", "Expected `str`, got `int`"),
+        ("kv.get", {"key": "x" * 600}, "$.key", "length <= 512"),
+        ("kv.get", "k", "$", "Expected `object`, got `str`"),
+        ("kv.get", {"key": "k", "extra": 1}, "$.extra", "unknown field `extra`"),
+        ("kv.set", {"key": "k"}, "$.value", "missing required field `value`"),
+        ("kv.set", {"key": "k", "value": 1, "ttl": 0}, "$.ttl", "> 0.0"),
+        ("kv.set", {"key": "k", "value": 1, "ttl": True}, "$.ttl", "got `bool`"),
+        ("kv.mget", {"keys": []}, "$.keys", "length >= 1"),
+        ("kv.mget", {"keys": ["a", 3]}, "$.keys[1]", "Expected `str`, got `int`"),
+        ("kv.mset", {"items": []}, "$.items", "Expected `object`, got `array`"),
+        ("kv.incr", {"key": "n", "by": 1.5}, "$.by", "Expected `int`, got `float`"),
     ],
 )
-async def test_bad_requests(kv: Client, message_type: str, data: Any, fragment: str) -> None:
+async def test_invalid_data(
+    kv: Client, message_type: str, data: Any, path: str, fragment: str
+) -> None:
+    """Data that does not fit the type's schema: invalid_data, naming the field."""
     error = await reply_error(kv.request(message_type, data))
-    assert error.code == "bad_request"
+    assert error.code == "invalid_data"
+    assert error.details == {"path": path}
+    assert error.message.startswith(f"{message_type}: invalid data at {path}: ")
     assert fragment in error.message
+
+
+@pytest.mark.parametrize("data", [{}, {"key": "a", "keys": ["b"]}])
+async def test_delete_needs_key_or_keys(kv: Client, data: Any) -> None:
+    """The one rule the schema does not say: exactly one of key and keys."""
+    error = await reply_error(kv.request("kv.delete", data))
+    assert error.code == "bad_request"
+    assert "either 'key' or 'keys'" in error.message
 
 
 # -- Redis only: durability, sharing, faults ----------------------------------------------

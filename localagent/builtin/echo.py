@@ -10,7 +10,7 @@ __all__ = ["echo"]
 
 
 @hookimpl(specname="on_message")
-@handles("echo")
+@handles("echo", schema=Any)
 def echo(message: Message) -> dict[str, Any]:
-    """Reply ``{"data": <the request's data>}``."""
+    """Reply ``{"data": <the request's data>}``: any JSON value, unchanged."""
     return {"data": message.data}

@@ -9,43 +9,79 @@ acknowledged only after the store confirmed it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from localagent_hookspecs import Agent, KeyValueStore, Message, MessageError, handles, hookimpl
 
-from ._args import BAD_REQUEST, arguments, field
+from ._args import BAD_REQUEST
 
-__all__ = ["Plugin"]
+__all__ = [
+    "DeleteData",
+    "GetData",
+    "IncrData",
+    "KeysData",
+    "MgetData",
+    "MsetData",
+    "Plugin",
+    "SetData",
+]
 
 MAX_KEY_LENGTH = 512
 MAX_KEYS_PER_REQUEST = 1000
 
 _ABSENT = object()
 
-
-def _key(message: Message, value: Any, name: str = "key") -> str:
-    if not isinstance(value, str) or not value:
-        raise MessageError(BAD_REQUEST, f"{message.type}: {name} must be a non-empty string")
-    if len(value) > MAX_KEY_LENGTH:
-        raise MessageError(BAD_REQUEST, f"{message.type}: keys are at most {MAX_KEY_LENGTH} chars")
-    return value
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH, description="A key.")]
+Keys = Annotated[list[Key], msgspec.Meta(min_length=1, max_length=MAX_KEYS_PER_REQUEST)]
+Ttl = Annotated[float, msgspec.Meta(gt=0, description="Seconds until the key expires.")]
 
 
-def _keys(message: Message, values: list[Any]) -> list[str]:
-    if not values:
-        raise MessageError(BAD_REQUEST, f"{message.type}: 'keys' must not be empty")
-    if len(values) > MAX_KEYS_PER_REQUEST:
-        raise MessageError(
-            BAD_REQUEST, f"{message.type}: at most {MAX_KEYS_PER_REQUEST} keys per request"
-        )
-    return [_key(message, value, "every key") for value in values]
+class GetData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.get`` data."""
+
+    key: Key
 
 
-def _ttl(message: Message, data: dict[str, Any]) -> float | None:
-    ttl: float | None = field(message, data, "ttl", float, None)
-    if ttl is not None and ttl <= 0:
-        raise MessageError(BAD_REQUEST, f"{message.type}: 'ttl' must be a positive number")
-    return ttl
+class MgetData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.mget`` data."""
+
+    keys: Keys
+
+
+class SetData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.set`` data."""
+
+    key: Key
+    value: Annotated[Any, msgspec.Meta(description="Any JSON value.")]
+    ttl: Ttl | None = None
+
+
+class MsetData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.mset`` data."""
+
+    items: Annotated[dict[Key, Any], msgspec.Meta(min_length=1, max_length=MAX_KEYS_PER_REQUEST)]
+    ttl: Ttl | None = None
+
+
+class DeleteData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.delete`` data: either ``key`` or ``keys``."""
+
+    key: Key | None = None
+    keys: Keys | None = None
+
+
+class IncrData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.incr`` data."""
+
+    key: Key
+    by: int = 1
+
+
+class KeysData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``kv.keys`` data."""
+
+    prefix: str = ""
 
 
 class Plugin:
@@ -58,68 +94,58 @@ class Plugin:
         self.store = agent.store
 
     @hookimpl(specname="on_message")
-    @handles("kv.get")
+    @handles("kv.get", schema=GetData)
     async def get(self, message: Message) -> dict[str, Any]:
-        """``{"key"}`` → ``{"found": bool, "value": value or null}``."""
-        data = arguments(message, "key")
-        value = await self.store.get(_key(message, field(message, data, "key", str)), _ABSENT)
+        """Read one key: ``{"found": bool, "value": value or null}``."""
+        data: GetData = message.data
+        value = await self.store.get(data.key, _ABSENT)
         found = value is not _ABSENT
         return {"found": found, "value": value if found else None}
 
     @hookimpl(specname="on_message")
-    @handles("kv.mget")
+    @handles("kv.mget", schema=MgetData)
     async def mget(self, message: Message) -> dict[str, Any]:
-        """``{"keys": [...]}`` → ``{"values": {key: value}}``, missing keys left out."""
-        data = arguments(message, "keys")
-        keys = _keys(message, field(message, data, "keys", list))
+        """Read several keys: ``{"values": {key: value}}``, missing keys left out."""
+        keys = message.data.keys
         values = await self.store.get_many(keys, _ABSENT)
         return {"values": {k: v for k, v in zip(keys, values, strict=True) if v is not _ABSENT}}
 
     @hookimpl(specname="on_message")
-    @handles("kv.set")
+    @handles("kv.set", schema=SetData)
     async def set(self, message: Message) -> dict[str, Any]:
-        """``{"key", "value", "ttl"?}`` → ``{"ok": true}`` once the store confirmed it."""
-        data = arguments(message, "key", "value", "ttl")
-        key = _key(message, field(message, data, "key", str))
-        if "value" not in data:
-            raise MessageError(BAD_REQUEST, "kv.set: field 'value' is required")
-        await self.store.set(key, data["value"], ttl=_ttl(message, data))
+        """Store a JSON value under a key: ``{"ok": true}`` once the store confirmed it."""
+        data: SetData = message.data
+        await self.store.set(data.key, data.value, ttl=data.ttl)
         return {"ok": True}
 
     @hookimpl(specname="on_message")
-    @handles("kv.mset")
+    @handles("kv.mset", schema=MsetData)
     async def mset(self, message: Message) -> dict[str, Any]:
-        """``{"items": {key: value}, "ttl"?}`` → ``{"ok": true}``; all or nothing."""
-        data = arguments(message, "items", "ttl")
-        items: dict[str, Any] = field(message, data, "items", dict)
-        _keys(message, list(items))
-        await self.store.set_many(items, ttl=_ttl(message, data))
+        """Store several keys at once, all or nothing: ``{"ok": true}``."""
+        data: MsetData = message.data
+        await self.store.set_many(data.items, ttl=data.ttl)
         return {"ok": True}
 
     @hookimpl(specname="on_message")
-    @handles("kv.delete")
+    @handles("kv.delete", schema=DeleteData)
     async def delete(self, message: Message) -> dict[str, Any]:
-        """``{"key"}`` or ``{"keys": [...]}`` → ``{"deleted": count}``."""
-        data = arguments(message, "key", "keys")
-        if ("key" in data) == ("keys" in data):
+        """Delete ``key`` or ``keys``: ``{"deleted": count}``."""
+        data: DeleteData = message.data
+        if (data.key is None) == (data.keys is None):
             raise MessageError(BAD_REQUEST, "kv.delete: give either 'key' or 'keys'")
-        if "key" in data:
-            keys = [_key(message, field(message, data, "key", str))]
-        else:
-            keys = _keys(message, field(message, data, "keys", list))
+        keys = [data.key] if data.key is not None else data.keys
+        assert keys is not None
         return {"deleted": await self.store.delete(keys)}
 
     @hookimpl(specname="on_message")
-    @handles("kv.incr")
+    @handles("kv.incr", schema=IncrData)
     async def incr(self, message: Message) -> dict[str, Any]:
-        """``{"key", "by"?: int}`` → ``{"value": new integer}`` (a missing key counts as 0)."""
-        data = arguments(message, "key", "by")
-        key = _key(message, field(message, data, "key", str))
-        return {"value": await self.store.incr(key, field(message, data, "by", int, 1))}
+        """Add ``by`` (default 1) to an integer: ``{"value": new value}`` (missing counts as 0)."""
+        data: IncrData = message.data
+        return {"value": await self.store.incr(data.key, data.by)}
 
     @hookimpl(specname="on_message")
-    @handles("kv.keys")
+    @handles("kv.keys", schema=KeysData)
     async def keys(self, message: Message) -> dict[str, Any]:
-        """``{"prefix"?}`` → ``{"keys": [...]}``, sorted."""
-        data = arguments(message, "prefix")
-        return {"keys": await self.store.keys(field(message, data, "prefix", str, ""))}
+        """List the keys that start with ``prefix``: ``{"keys": [...]}``, sorted."""
+        return {"keys": await self.store.keys(message.data.prefix)}

@@ -316,18 +316,51 @@ def plugins_disable(name: str) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_info(name: str, as_json: bool) -> None:
-    """Show everything known about plugin NAME."""
+    """Show everything known about plugin NAME.
+
+    With --json, also its message types with their JSON Schemas ("messages",
+    as `localagent plugins schemas` prints them).
+    """
     records, _cache = _plugin_records()
     data = next((record for record in records if record["name"] == name), None)
     if data is None:
         known = ", ".join(sorted(record["name"] for record in records))
         raise click.ClickException(f"no plugin named {name!r} is installed (known: {known})")
     if as_json:
-        click.echo(pretty(data))
+        click.echo(pretty({**data, "messages": _message_types(name)}))
         return
     for key, value in data.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         click.echo(f"{key + ':':<14}{'-' if shown in (None, '') else shown}")
+
+
+def _message_types(plugin: str | None = None) -> list[dict[str, Any]]:
+    """The message types the enabled plugins (or ``plugin``) answer, with their JSON Schemas.
+
+    Imports the enabled plugins (the plugin cache keeps no schemas); runs no ``on_load``.
+    """
+    from .._bootstrap import Selection, config_path, disabled_plugins
+    from .._plugins import load_plugins
+    from .._schemas import describe_types
+
+    selection = Selection.build(disabled_plugins(config_path()))
+    loaded = load_plugins(disabled_in_config=selection.disabled_in_config)
+    return [
+        described.to_json()
+        for described in describe_types(loaded.manager)
+        if plugin is None or described.plugin == plugin
+    ]
+
+
+@plugins.command("schemas")
+def plugins_schemas() -> None:
+    """Print the message types of the enabled plugins with their JSON Schemas (JSON).
+
+    One object per type: type, plugin, description (the handler's docstring)
+    and schema (the JSON Schema of its data, null when the handler declares
+    none). A running agent answers the same list to an agent.types message.
+    """
+    click.echo(pretty(_message_types()))
 
 
 @plugins.group("cache")

@@ -5,7 +5,16 @@ Plugins depend on this small distribution; the runtime is ``localagent``.
 
 from ._errors import MessageError
 from ._http import HttpRequest, HttpResponse, RouteHandler
-from ._markers import HANDLES_ATTRIBUTE, PROJECT_NAME, handled_types, handles, hookimpl, hookspec
+from ._markers import (
+    HANDLES_ATTRIBUTE,
+    PROJECT_NAME,
+    SCHEMAS_ATTRIBUTE,
+    handled_schema,
+    handled_types,
+    handles,
+    hookimpl,
+    hookspec,
+)
 from ._types import (
     Agent,
     BufferSource,
@@ -23,6 +32,7 @@ from ._types import (
 __all__ = [
     "HANDLES_ATTRIBUTE",
     "PROJECT_NAME",
+    "SCHEMAS_ATTRIBUTE",
     "Agent",
     "BufferSource",
     "CloseCallback",
@@ -38,6 +48,7 @@ __all__ = [
     "Stage",
     "Teardown",
     "Traffic",
+    "handled_schema",
     "handled_types",
     "handles",
     "hookimpl",

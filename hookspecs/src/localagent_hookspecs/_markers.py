@@ -7,7 +7,16 @@ from typing import TypeVar
 
 import pluggy
 
-__all__ = ["HANDLES_ATTRIBUTE", "PROJECT_NAME", "handled_types", "handles", "hookimpl", "hookspec"]
+__all__ = [
+    "HANDLES_ATTRIBUTE",
+    "PROJECT_NAME",
+    "SCHEMAS_ATTRIBUTE",
+    "handled_schema",
+    "handled_types",
+    "handles",
+    "hookimpl",
+    "hookspec",
+]
 
 PROJECT_NAME = "localagent"
 
@@ -20,10 +29,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 #: Name of the attribute that :func:`handles` sets on an ``on_message`` implementation.
 HANDLES_ATTRIBUTE = "localagent_handles"
 
+#: Name of the attribute that :func:`handles` sets for ``schema=``: a dict of type -> schema.
+SCHEMAS_ATTRIBUTE = "localagent_schemas"
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
-def handles(*message_types: str) -> Callable[[F], F]:
+def handles(*message_types: str, schema: object = None) -> Callable[[F], F]:
     """Declare which message types an ``on_message`` implementation answers.
 
     The runtime builds a per-type dispatch table from these declarations, so an
@@ -39,8 +51,34 @@ def handles(*message_types: str) -> Callable[[F], F]:
         def ping(connection, message):
             return {"pong": True}
 
+    With ``schema``, the runtime checks each message's ``data`` before the
+    implementation runs and hands it over converted: ``message.data`` is then
+    an instance of the schema type. Data that does not fit gets the error
+    reply ``invalid_data`` naming the field (``$.key``), and the
+    implementation is not called::
+
+        class SetData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+            key: str
+            value: Any
+
+        @hookimpl(specname="on_message")
+        @handles("kv.set", schema=SetData)
+        async def kv_set(message):
+            await store.set(message.data.key, message.data.value)
+
+    An absent ``data`` counts as ``{}`` for a schema that describes an
+    object. The schemas are exported as JSON Schema (``localagent plugins
+    schemas``, the ``agent.types`` message) and become the input schemas of
+    MCP tools (``localagent mcp``).
+
     Args:
         message_types: One or more message type names, e.g. ``"fs.read"``.
+        schema: What ``data`` must look like, for every type named: a
+            ``msgspec.Struct`` or attrs class (or any type ``msgspec.convert``
+            accepts, such as ``typing.Any`` or a ``TypedDict``), validated and
+            converted; or a JSON Schema as a ``dict``, exported only (the
+            implementation checks ``data`` itself). ``None``: undeclared,
+            ``data`` is passed as decoded.
 
     Raises:
         ValueError: If no type is given or a type is not a non-empty string.
@@ -54,6 +92,10 @@ def handles(*message_types: str) -> Callable[[F], F]:
     def mark(function: F) -> F:
         declared: frozenset[str] = getattr(function, HANDLES_ATTRIBUTE, frozenset())
         setattr(function, HANDLES_ATTRIBUTE, declared | frozenset(message_types))
+        if schema is not None:
+            schemas: dict[str, object] = dict(getattr(function, SCHEMAS_ATTRIBUTE, {}))
+            schemas.update(dict.fromkeys(message_types, schema))
+            setattr(function, SCHEMAS_ATTRIBUTE, schemas)
         return function
 
     return mark
@@ -63,3 +105,9 @@ def handled_types(function: Callable[..., object]) -> frozenset[str] | None:
     """Return the types declared with :func:`handles`, or ``None`` for "every type"."""
     declared = getattr(function, HANDLES_ATTRIBUTE, None)
     return frozenset(declared) if declared is not None else None
+
+
+def handled_schema(function: Callable[..., object], message_type: str) -> object:
+    """Return the ``schema=`` given to :func:`handles` for ``message_type``, or ``None``."""
+    schemas: dict[str, object] = getattr(function, SCHEMAS_ATTRIBUTE, {})
+    return schemas.get(message_type)

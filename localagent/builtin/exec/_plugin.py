@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from localagent_hookspecs import Agent, Connection, Message, MessageError, handles, hookimpl
 
-from ._run import Streamer, kill_group, parse_request, run_program
+from ._run import ExecData, Streamer, kill_group, parse_request, run_program
 from ._settings import NAME, ExecSettings, resolve_allow_list
 
 if TYPE_CHECKING:  # asyncio costs ~40 ms; `localagent plugins list` imports this module
@@ -84,9 +84,12 @@ class Plugin:
         return program
 
     @hookimpl(specname="on_message")
-    @handles("exec")
+    @handles("exec", schema=ExecData)
     async def run(self, connection: Connection, message: Message) -> dict[str, Any]:
-        """Run ``argv`` and reply with its exit code and output (see docs/exec.md).
+        """Run an allow-listed program (argv, no shell) in the workspace; reply when it ends.
+
+        Replies with its exit code and output (see docs/exec.md). Programs not
+        in the agent's allow-list are refused (``not_allowed``).
 
         Raises:
             MessageError: ``bad_request``, ``not_allowed`` or ``spawn_failed``.

@@ -16,12 +16,13 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import attrs
+import msgspec
 from localagent_hookspecs import Connection, Message, MessageError
 
-from .._args import BAD_REQUEST, arguments, field
+from .._args import BAD_REQUEST
 
 if TYPE_CHECKING:  # asyncio costs ~40 ms; `localagent plugins list` imports this module
     import asyncio
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # asyncio costs ~40 ms; `localagent plugins list` imports thi
 __all__ = [
     "ENCODINGS",
     "SPAWN_FAILED",
+    "ExecData",
     "Request",
     "Streamer",
     "kill_group",
@@ -47,6 +49,28 @@ _READ_SIZE = 64 * 1024
 _KILL_GRACE = 2.0
 
 _Emit = Callable[[str, bytes, bool], Awaitable[None]]
+
+
+class ExecData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``exec`` data (the schema the runtime checks; see docs/exec.md)."""
+
+    argv: Annotated[
+        list[str],
+        msgspec.Meta(
+            min_length=1,
+            description="The program (an allow-list entry) and its arguments; no shell.",
+        ),
+    ]
+    timeout: Annotated[float, msgspec.Meta(gt=0, description="Seconds before a kill.")] | None = (
+        None
+    )
+    stdin: Annotated[str, msgspec.Meta(description="Text written to standard input.")] | None = None
+    stream: Annotated[
+        bool, msgspec.Meta(description="Send the output as exec.output messages meanwhile.")
+    ] = False
+    encoding: Annotated[
+        Literal["text", "base64"], msgspec.Meta(description="How output is returned.")
+    ] = "text"
 
 
 @attrs.frozen(kw_only=True)
@@ -69,40 +93,30 @@ def _encodable(argument: str) -> bool:
 
 
 def parse_request(message: Message, max_timeout: float) -> Request:
-    """Check ``message.data`` (see docs/exec.md); ``timeout`` defaults to ``max_timeout``.
+    """Check what the schema (:class:`ExecData`) cannot; ``timeout`` defaults to ``max_timeout``.
 
     Raises:
         MessageError: ``bad_request``, naming the field.
     """
-    data = arguments(message, "argv", "timeout", "stdin", "stream", "encoding")
-    argv: list[Any] = field(message, data, "argv", list)
-    if not argv:
-        raise MessageError(BAD_REQUEST, f"{message.type}: field 'argv' must not be empty")
-    if not all(isinstance(item, str) for item in argv):
-        raise MessageError(BAD_REQUEST, f"{message.type}: field 'argv' must hold only strings")
+    data: ExecData = message.data
+    argv = data.argv
     if any("\0" in item or not _encodable(item) for item in argv):
         raise MessageError(
             BAD_REQUEST, f"{message.type}: field 'argv' must not hold NUL bytes or lone surrogates"
         )
-    timeout: float = field(message, data, "timeout", float, max_timeout)
+    timeout = max_timeout if data.timeout is None else data.timeout
     if not 0 < timeout <= max_timeout:
         raise MessageError(
             BAD_REQUEST,
             f"{message.type}: field 'timeout' must be > 0 and at most {max_timeout:g} seconds",
             details={"max_timeout": max_timeout},
         )
-    stdin: str | None = field(message, data, "stdin", str, None)
-    encoding: str = field(message, data, "encoding", str, "text")
-    if encoding not in ENCODINGS:
-        raise MessageError(
-            BAD_REQUEST, f"{message.type}: field 'encoding' must be 'text' or 'base64'"
-        )
     return Request(
         argv=tuple(argv),
         timeout=timeout,
-        stdin=None if stdin is None else stdin.encode("utf-8", "surrogatepass"),
-        stream=field(message, data, "stream", bool, False),
-        encoding=encoding,
+        stdin=None if data.stdin is None else data.stdin.encode("utf-8", "surrogatepass"),
+        stream=data.stream,
+        encoding=data.encoding,
     )
 
 
@@ -266,8 +280,8 @@ async def run_program(
             kill_group(process)
             await asyncio.wait(tasks, timeout=_KILL_GRACE)
             # Bounded: a process that left the group (setsid) may hold the pipes.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), _KILL_GRACE)
+            with contextlib.suppress(TimeoutError):  # shielded: a second cancel leaves it be
+                await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE)
     finally:
         # Stragglers left in the group after the program ended, or a cancelled
         # request (the client disconnected): nothing of this run survives it.
@@ -276,6 +290,9 @@ async def run_program(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if process.returncode is None:  # cancelled (agent.cancel, a disconnect): reap it too
+            with contextlib.suppress(TimeoutError):  # shielded: a second cancel leaves it be
+                await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE)
     for task in tasks:
         error = None if task.cancelled() else task.exception()
         if error is not None:

@@ -12,7 +12,7 @@ from localagent_hookspecs import Agent, Connection, Message, MessageError, handl
 
 from ...exceptions import ConfigError
 from .. import _workspace
-from .._args import BAD_REQUEST, MISSING, arguments, field
+from ._data import DeleteData, ListData, ReadData, StatData, WriteData
 from ._errors import NOT_EMPTY, NOT_TEXT, TOO_LARGE, file_kind, os_error, refused, require_file
 from ._root import O_DIR, O_READ, O_STAT, ConfinedRoot
 from ._settings import DEFAULT_MAX_READ_BYTES, DEFAULT_MAX_WRITE_BYTES, NAME, FsSettings
@@ -26,27 +26,8 @@ THREAD_THRESHOLD: Final = 256 * 1024
 #: Bytes of a read's reply besides its content (the envelope and the other fields), about.
 _REPLY_OVERHEAD: Final = 256
 
-_ENCODINGS: Final = ("text", "base64")
 
-
-def _encoding(message: Message, data: dict[str, Any]) -> str:
-    value: str = field(message, data, "encoding", str, "text")
-    if value not in _ENCODINGS:
-        raise MessageError(
-            BAD_REQUEST, f'{message.type}: field \'encoding\' must be "text" or "base64"'
-        )
-    return value
-
-
-def _count(message: Message, data: dict[str, Any], name: str, default: int | None) -> int | None:
-    value: int | None = field(message, data, name, int, default)
-    if value is not None and value < 0:
-        raise MessageError(BAD_REQUEST, f"{message.type}: field {name!r} must not be negative")
-    return value
-
-
-def _path(message: Message, data: dict[str, Any], *, allow_root: bool) -> tuple[str, ...]:
-    path: str = field(message, data, "path", str, "." if allow_root else MISSING)
+def _path(path: str, *, allow_root: bool) -> tuple[str, ...]:
     try:
         return _workspace.split(path, allow_root=allow_root)
     except _workspace.PathRefused as exc:
@@ -124,17 +105,20 @@ class Plugin:
     # -- fs.read -------------------------------------------------------------
 
     @hookimpl(specname="on_message")
-    @handles("fs.read")
+    @handles("fs.read", schema=ReadData)
     def read_file(
         self, message: Message, connection: Connection
     ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
-        """``{"path", "encoding"?, "offset"?, "length"?}`` → the content and where it lies."""
-        data = arguments(message, "path", "encoding", "offset", "length")
+        """Read a file in the workspace (or a part: ``offset``, ``length``).
+
+        Replies ``{"path", "encoding", "content", "offset", "length", "size", "eof"}``.
+        """
+        data: ReadData = message.data
         request = _Read(
-            parts=_path(message, data, allow_root=False),
-            encoding=_encoding(message, data),
-            offset=_count(message, data, "offset", 0) or 0,
-            length=_count(message, data, "length", None),
+            parts=_path(data.path, allow_root=False),
+            encoding=data.encoding,
+            offset=data.offset,
+            length=data.length,
         )
         result = self._read(request, inline=True)
         if type(result) is int:
@@ -214,17 +198,17 @@ class Plugin:
     # -- fs.write ------------------------------------------------------------
 
     @hookimpl(specname="on_message")
-    @handles("fs.write")
+    @handles("fs.write", schema=WriteData)
     def write_file(self, message: Message) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
-        """``{"path", "content", "encoding"?, ...}`` → ``{"path", "size"}``, atomically."""
-        data = arguments(message, "path", "content", "encoding", "fsync", "parents", "overwrite")
+        """Write a file in the workspace atomically: ``{"path", "size"}``."""
+        data: WriteData = message.data
         request = WriteRequest(
-            parts=_path(message, data, allow_root=False),
-            content=field(message, data, "content", str),
-            encoding=_encoding(message, data),
-            fsync=field(message, data, "fsync", bool, False),
-            parents=field(message, data, "parents", bool, False),
-            overwrite=field(message, data, "overwrite", bool, True),
+            parts=_path(data.path, allow_root=False),
+            content=data.content,
+            encoding=data.encoding,
+            fsync=data.fsync,
+            parents=data.parents,
+            overwrite=data.overwrite,
         )
         if len(request.content) > THREAD_THRESHOLD:
             import asyncio
@@ -235,11 +219,10 @@ class Plugin:
     # -- fs.list, fs.stat, fs.delete -----------------------------------------
 
     @hookimpl(specname="on_message")
-    @handles("fs.list")
+    @handles("fs.list", schema=ListData)
     def list_dir(self, message: Message) -> dict[str, Any]:
-        """``{"path"?: "."}`` → ``{"path", "entries": [{"name", "type", "size"}]}``."""
-        data = arguments(message, "path")
-        parts = _path(message, data, allow_root=True)
+        """List a directory: ``{"path", "entries": [{"name", "type", "size"}]}``."""
+        parts = _path(message.data.path, allow_root=True)
         rel = _workspace.display(parts)
         fd = self.root.open(self.root.resolve(parts), rel, O_DIR)
         entries: list[dict[str, Any]] = []
@@ -266,11 +249,10 @@ class Plugin:
         return {"path": rel, "entries": entries}
 
     @hookimpl(specname="on_message")
-    @handles("fs.stat")
+    @handles("fs.stat", schema=StatData)
     def stat_path(self, message: Message) -> dict[str, Any]:
-        """``{"path"?: "."}`` → ``{"path", "type", "size", "mtime", "mode", "symlink"}``."""
-        data = arguments(message, "path")
-        parts = _path(message, data, allow_root=True)
+        """Describe a path: ``{"path", "type", "size", "mtime", "mode", "symlink"}``."""
+        parts = _path(message.data.path, allow_root=True)
         rel = _workspace.display(parts)
         real = self.root.resolve(parts)
         fd = self.root.open(real, rel, O_STAT)
@@ -293,11 +275,10 @@ class Plugin:
         }
 
     @hookimpl(specname="on_message")
-    @handles("fs.delete")
+    @handles("fs.delete", schema=DeleteData)
     def delete_path(self, message: Message) -> dict[str, Any]:
-        """``{"path"}`` → ``{"path", "deleted": true}``; a file, a link or an empty directory."""
-        data = arguments(message, "path")
-        parts = _path(message, data, allow_root=False)
+        """Delete a file, a link or an empty directory: ``{"path", "deleted": true}``."""
+        parts = _path(message.data.path, allow_root=False)
         rel = _workspace.display(parts)
         dir_fd, _parent, name = self.root.open_parent(parts, rel, create=False)
         try:

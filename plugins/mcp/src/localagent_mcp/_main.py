@@ -1,0 +1,50 @@
+"""Running the bridge: stdio transport, the MCP server loop and the type watcher together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import anyio
+
+from ._bridge import AgentLink
+from ._server import BridgeServer
+
+__all__ = ["run", "serve_stdio"]
+
+
+def _version() -> str:
+    try:
+        return version("localagent-mcp")
+    except PackageNotFoundError:
+        return ""
+
+
+async def serve_stdio(
+    *, url: str | None = None, poll: float = 2.0, timeout: float | None = None
+) -> None:
+    """Serve MCP on this process's stdin and stdout until the host closes them."""
+    from mcp.server.stdio import stdio_server
+
+    link = AgentLink(url)
+    bridge = BridgeServer(link, poll=poll, timeout=timeout, version=_version())
+    try:
+        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as tg:
+            tg.start_soon(bridge.watch)
+            await bridge.server.run(read_stream, write_stream, bridge.initialization_options())
+            tg.cancel_scope.cancel()  # the host closed stdin: stop watching
+    finally:
+        await link.aclose()
+
+
+def run(*, url: str | None = None, poll: float = 2.0, timeout: float | None = None) -> None:
+    """Run :func:`serve_stdio` on asyncio; log to stderr (stdout carries MCP)."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING,
+        format="localagent mcp: %(levelname)s: %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(lambda: serve_stdio(url=url, poll=poll, timeout=timeout), backend="asyncio")
