@@ -55,8 +55,6 @@ def default_token(environ: Mapping[str, str] | None = None) -> str:
     return environ.get(TOKEN_VARIABLE) or TokenFile(config_dir()).get()
 
 
-
-
 class Client:
     """A connection to an agent that sends requests and matches replies by id.
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientOptions", "Connector", "ConnectorFactory", "factory", "install"]
 
+
 @attrs.frozen
 class ClientOptions:
     """What a :class:`Client` was created with, as a :data:`ConnectorFactory` sees it.
