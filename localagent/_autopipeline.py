@@ -52,6 +52,7 @@ class AutoPipeline:
         self._response_error = redis.exceptions.ResponseError
         self._queue: list[_Queued] = []
         self._last: dict[tuple[Any, ...], list[Any]] = {}
+        self._before: list[Callable[[], None]] = []
         self._scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -77,16 +78,37 @@ class AutoPipeline:
         self._last.setdefault(head, []).extend(items)
         self._schedule()
 
+    def before_flush(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when this iteration's commands are about to be sent.
+
+        What it queues goes in the same pipeline: a caller that gathers work
+        during the iteration (several messages in one stream entry) builds its
+        commands then, without a loop iteration of its own.
+        """
+        self._before.append(callback)
+        self._schedule()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._before:  # still scheduled meanwhile: what they queue goes now
+            callbacks, self._before = self._before, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # the callback's own failure: the commands still go
+                    logger.exception("a callback before a Redis pipeline failed")
         self._scheduled = False
+        if self._before:  # added by a callback: for the next iteration
+            self._schedule()
         batch, self._queue = self._queue, []
         last, self._last = self._last, {}
         batch.extend(((*head, *items), None) for head, items in last.items())
+        if not batch:
+            return
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
