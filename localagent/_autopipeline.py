@@ -21,37 +21,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["AutoPipeline"]
+__all__ = ["AutoPipeline", "CommandQueue"]
 
 logger = logging.getLogger("localagent.redis")
 
 _Queued = tuple[tuple[Any, ...], "asyncio.Future[Any] | None"]
 
 
-class AutoPipeline:
-    """Sends the commands queued in one loop iteration as one pipeline.
+class CommandQueue:
+    """The commands queued during one loop iteration, handed to :meth:`_exchange` at its end.
 
-    Args:
-        pool: Returns the connection pool to use now (a store may swap its
-            pool; the next flush takes the new one).
-        timeout: Seconds allowed for one exchange (write and every reply).
+    The face both auto-pipelines share (``__call__``, :meth:`fire`,
+    :meth:`fire_last`, :meth:`before_flush`, :meth:`aclose`); a subclass says
+    how one batch of commands travels (:meth:`_exchange`).
     """
 
-    def __init__(self, pool: Callable[[], redis.asyncio.ConnectionPool], *, timeout: float) -> None:
-        import redis.exceptions
-
-        self._pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
-        try:  # hiredis packs commands in C
-            from hiredis import pack_command
-
-            self._pack_command = pack_command
-        except ImportError:  # redis-py's own packer then
-            pass
-        self._pool = pool
-        self._timeout = timeout
-        self._response_error = redis.exceptions.ResponseError
+    def __init__(self) -> None:
         self._queue: list[_Queued] = []
         self._last: dict[tuple[Any, ...], list[Any]] = {}
+        self._before: list[Callable[[], None]] = []
         self._scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -77,16 +65,37 @@ class AutoPipeline:
         self._last.setdefault(head, []).extend(items)
         self._schedule()
 
+    def before_flush(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when this iteration's commands are about to be sent.
+
+        What it queues goes in the same pipeline: a caller that gathers work
+        during the iteration (several messages in one stream entry) builds its
+        commands then, without a loop iteration of its own.
+        """
+        self._before.append(callback)
+        self._schedule()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._before:  # still scheduled meanwhile: what they queue goes now
+            callbacks, self._before = self._before, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # the callback's own failure: the commands still go
+                    logger.exception("a callback before a Redis pipeline failed")
         self._scheduled = False
+        if self._before:  # added by a callback: for the next iteration
+            self._schedule()
         batch, self._queue = self._queue, []
         last, self._last = self._last, {}
         batch.extend(((*head, *items), None) for head, items in last.items())
+        if not batch:
+            return
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
@@ -113,6 +122,40 @@ class AutoPipeline:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands``; their replies in order (an error reply as its exception)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Wait for the pipelines already sent."""
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
+class AutoPipeline(CommandQueue):
+    """Sends the commands queued in one loop iteration as one pipeline.
+
+    Args:
+        pool: Returns the connection pool to use now (a store may swap its
+            pool; the next flush takes the new one).
+        timeout: Seconds allowed for one exchange (write and every reply).
+    """
+
+    def __init__(self, pool: Callable[[], redis.asyncio.ConnectionPool], *, timeout: float) -> None:
+        super().__init__()
+        import redis.exceptions
+
+        self._pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
+        try:  # hiredis packs commands in C
+            from hiredis import pack_command
+
+            self._pack_command = pack_command
+        except ImportError:  # redis-py's own packer then
+            pass
+        self._pool = pool
+        self._timeout = timeout
+        self._response_error = redis.exceptions.ResponseError
 
     async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Write ``commands`` on one pooled connection; their raw replies, in order.
@@ -144,8 +187,3 @@ class AutoPipeline:
                 except self._response_error as exc:
                     results.append(exc)
         return results
-
-    async def aclose(self) -> None:
-        """Wait for the pipelines already sent."""
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ._autopipeline import CommandQueue
 
 if TYPE_CHECKING:
     import redis
@@ -172,14 +174,11 @@ def without_db(url: str) -> str:
     return url
 
 
-_Queued = tuple[tuple[Any, ...], "asyncio.Future[Any] | None"]
-
-
-class ClusterAutoPipeline:
+class ClusterAutoPipeline(CommandQueue):
     """Sends the commands queued in one loop iteration as one cluster pipeline.
 
-    The same face as :class:`~._autopipeline.AutoPipeline` (``__call__``,
-    :meth:`fire`, :meth:`fire_last`, :meth:`aclose`). Commands sent to one
+    The same face as :class:`~._autopipeline.AutoPipeline` (its
+    :class:`~._autopipeline.CommandQueue`). Commands sent to one
     node keep their order; commands sent to different nodes do not: a caller
     that needs one write done before another on another slot awaits it first.
 
@@ -198,6 +197,7 @@ class ClusterAutoPipeline:
         wait_replicas: int = 0,
         wait_timeout: int = 1000,
     ) -> None:
+        super().__init__()
         import redis.exceptions
 
         self._client = client
@@ -211,67 +211,9 @@ class ClusterAutoPipeline:
             pass
         self.wait_replicas = wait_replicas
         self.wait_timeout = wait_timeout
-        self._queue: list[_Queued] = []
-        self._last: dict[tuple[Any, ...], list[Any]] = {}
-        self._scheduled = False
-        self._flushes: set[asyncio.Task[None]] = set()
         self._last_wait_warning = -_WAIT_LOG_SECONDS
         #: Writes that ``WAIT`` could not confirm on ``wait_replicas`` replicas.
         self.unconfirmed = 0
-
-    def __call__(self, *args: Any) -> asyncio.Future[Any]:
-        """Queue a command; a future of its reply (an error reply is its exception)."""
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((args, future))
-        self._schedule()
-        return future
-
-    def fire(self, *args: Any) -> None:
-        """Queue a command whose reply nobody waits for (a failure is logged at DEBUG)."""
-        self._queue.append((args, None))
-        self._schedule()
-
-    def fire_last(self, head: tuple[Any, ...], items: Iterable[Any]) -> None:
-        """Queue ``*head, *items`` after this iteration's other commands, merged by ``head``."""
-        self._last.setdefault(head, []).extend(items)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._queue = self._queue, []
-        last, self._last = self._last, {}
-        batch.extend(((*head, *items), None) for head, items in last.items())
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _send(self, batch: list[_Queued]) -> None:
-        try:
-            results = await self._exchange([args for args, _future in batch])
-        except BaseException as exc:
-            for args, future in batch:
-                if future is None:
-                    logger.debug("Redis command %s failed: %r", args[0], exc)
-                elif not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (args, future), result in zip(batch, results, strict=True):
-            if future is None:
-                if isinstance(result, BaseException):
-                    logger.debug("Redis command %s failed: %r", args[0], result)
-            elif future.done():
-                continue
-            elif isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
 
     async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Run ``commands``, each on its slot's node; their raw replies, in order.
@@ -398,11 +340,6 @@ class ClusterAutoPipeline:
                 self.wait_timeout,
                 reply if isinstance(reply, BaseException) else f"{reply} acknowledged",
             )
-
-    async def aclose(self) -> None:
-        """Wait for the pipelines already sent."""
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
 
 
 #: A command not sent yet, or whose reply was not read.

@@ -24,6 +24,9 @@ async def test_the_cluster_area_measures_routed_and_stream_figures(
         "routed p50, one at a time",
         "routed p99, one at a time",
         "agents' CPU per routed echo",
+        "A's CPU per routed echo",
+        "B's CPU per routed echo",
+        "client's CPU per routed echo",
         "MACs of a routed message",
         "stream path, batches of 100",
     ]

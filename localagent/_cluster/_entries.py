@@ -1,20 +1,23 @@
 """What travels through Redis: stream entries, pub/sub payloads, registrations.
 
 Pure code, no I/O. Values are encoded with :mod:`localagent.codec` (JSON).
-A request entry has the fields ``uid``, ``from`` (``AGENT/CONNID`` of the
-sender), ``to``, ``msg`` (the message's ``{"id", "type", "data"}``), ``ts``
-(when it was signed, Unix milliseconds) and ``mac``; a reply entry has
-``uid``, ``from`` (the agent that answers), ``end`` (``1`` for the final
-reply, ``0`` for a message streamed before it), ``seq`` (its place among the
-request's replies, from 0), ``msg`` (the message as the target sent it),
-``ts`` and ``mac``. The ``mac`` (:class:`~._signing.Signer`) covers every
-other field and the agent whose stream holds the entry; what fails it, or is
-too old, is rejected (:class:`RejectedEntry`), never handled.
+An entry carries one or more messages between two agents, with one MAC: an
+inbox (request) entry has the fields ``from`` (the sending agent), ``ts``
+(when it was signed, Unix milliseconds), ``msg`` (a JSON list of requests,
+each ``{"uid", "from", "to", "id", "type", "data"}``, ``from`` being
+``AGENT/CONNID`` of the client, of the sending agent) and ``mac``; a reply
+entry has ``from`` (the agent that answers), ``ts``, ``msg`` (a JSON list of
+``{"uid", "end", "seq", "msg"}``: the request's uid, ``true`` for the final
+reply and ``false`` for a message streamed before it, its place among the
+request's replies from 0, the message as the target sent it) and ``mac``.
+The ``mac`` (:class:`~._signing.Signer`) covers the entry's kind, the agent
+whose stream holds it, ``from``, ``ts`` and ``msg``; what fails it, or is too
+old, is rejected as a whole (:class:`RejectedEntry`), never handled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -33,10 +36,12 @@ __all__ = [
     "Reply",
     "Request",
     "decode_event",
-    "decode_reply",
-    "decode_request",
+    "decode_replies",
+    "decode_requests",
     "encode_broadcast",
     "encode_presence",
+    "encode_replies",
+    "encode_requests",
     "flat",
     "is_final_reply",
 ]
@@ -44,8 +49,7 @@ __all__ = [
 #: Fields of a stream entry as redis-py returns them (bytes keys and values).
 Fields = Mapping[bytes, bytes]
 
-_UID, _FROM, _TO, _MSG, _END = b"uid", b"from", b"to", b"msg", b"end"
-_SEQ, _TS, _MAC = b"seq", b"ts", b"mac"
+_FROM, _TS, _MSG, _MAC = b"from", b"ts", b"msg", b"mac"
 _REQUEST, _REPLY, _EVENT = b"request", b"reply", b"event"
 
 #: How old a broadcast or presence event may be (pub/sub delivers at once or never).
@@ -106,6 +110,7 @@ class Request:
         id: The client's message id (``None`` for a notification).
         type: The message type.
         data: The payload.
+        signed_at: When its entry was signed (Unix time; set when read).
     """
 
     uid: str
@@ -121,56 +126,85 @@ class Request:
         return self.sender.partition("/")[0]
 
     def fields(self, signer: Signer, target: str) -> dict[bytes, bytes]:
-        """The stream entry's fields, signed for the inbox of agent ``target``."""
-        msg = _codec.dumps({"id": self.id, "type": self.type, "data": self.data})
-        uid, sender, to, ts = (
-            self.uid.encode(),
-            self.sender.encode(),
-            self.to.encode(),
-            _millis(self.signed_at),
-        )
-        mac = signer.sign(_REQUEST, target.encode(), uid, sender, to, ts, msg)
-        return {_UID: uid, _FROM: sender, _TO: to, _TS: ts, _MSG: msg, _MAC: mac}
+        """An entry holding this request alone, signed (at ``signed_at``) for ``target``'s inbox."""
+        return encode_requests([self], signer, self.sender_agent, target, self.signed_at)
 
 
-def decode_request(fields: Fields, signer: Signer, target: str, now: float) -> Request:
-    """The request in a stream entry of agent ``target``'s inbox, verified.
+def encode_requests(
+    requests: Sequence[Request], signer: Signer, sender: str, target: str, now: float
+) -> dict[bytes, bytes]:
+    """One inbox entry carrying ``requests`` (all from agent ``sender``), signed for ``target``."""
+    msg = _codec.dumps(
+        [
+            {
+                "uid": r.uid,
+                "from": r.sender,
+                "to": r.to,
+                "id": r.id,
+                "type": r.type,
+                "data": r.data,
+            }
+            for r in requests
+        ]
+    )
+    agent, ts = sender.encode(), _millis(now)
+    mac = signer.sign(_REQUEST, target.encode(), agent, ts, msg)
+    return {_FROM: agent, _TS: ts, _MSG: msg, _MAC: mac}
+
+
+def _verified(
+    fields: Fields, signer: Signer, kind: bytes, target: str
+) -> tuple[bytes, bytes, bytes]:
+    """``from``, ``ts`` and ``msg`` of an entry whose MAC is right for ``target``'s stream.
+
+    Raises:
+        ForgedEntry: A field is missing, or the MAC is wrong.
+    """
+    try:
+        agent, ts, msg, mac = fields[_FROM], fields[_TS], fields[_MSG], fields[_MAC]
+    except KeyError as exc:
+        raise ForgedEntry(
+            f"not a signed {kind.decode()} entry: no field {exc.args[0].decode()!r}"
+        ) from None
+    if not signer.verify(mac, kind, target.encode(), agent, ts, msg):
+        raise ForgedEntry(f"a {kind.decode()} entry with a wrong MAC")
+    return agent, ts, msg
+
+
+def _list(msg: bytes) -> list[Any]:
+    items = _codec.loads(msg)
+    if type(items) is not list or not items:
+        raise TypeError("not a non-empty list")
+    return items
+
+
+def decode_requests(fields: Fields, signer: Signer, target: str, now: float) -> list[Request]:
+    """The requests in a stream entry of agent ``target``'s inbox, verified.
 
     Raises:
         ForgedEntry: Not signed with the cluster's secret for this inbox.
         ExpiredEntry: Signed too long ago.
-        EntryError: Signed, but not a request of this format.
+        EntryError: Signed, but not a request entry of this format.
     """
-    try:
-        uid, sender, to, ts, msg, mac = (
-            fields[_UID],
-            fields[_FROM],
-            fields[_TO],
-            fields[_TS],
-            fields[_MSG],
-            fields[_MAC],
-        )
-    except KeyError as exc:
-        raise ForgedEntry(
-            f"not a signed request entry: no field {exc.args[0].decode()!r}"
-        ) from None
-    if not signer.verify(mac, _REQUEST, target.encode(), uid, sender, to, ts, msg):
-        raise ForgedEntry("a request entry with a wrong MAC")
+    raw_agent, ts, msg = _verified(fields, signer, _REQUEST, target)
     try:
         signed_at = _signed_at(ts, now, MAX_AGE_SECONDS)
-        message = _codec.loads(msg)
-        msg_id, msg_type = message["id"], message["type"]
-        if not isinstance(msg_type, str) or not (msg_id is None or isinstance(msg_id, str | int)):
-            raise TypeError("bad id or type")
-        return Request(
-            uid=uid.decode(),
-            sender=sender.decode(),
-            to=to.decode(),
-            id=msg_id,
-            type=msg_type,
-            data=message.get("data"),
-            signed_at=signed_at,
-        )
+        prefix = raw_agent.decode() + "/"
+        requests = []
+        for item in _list(msg):
+            uid, sender, to = item["uid"], item["from"], item["to"]
+            msg_id, msg_type = item["id"], item["type"]
+            if not (
+                type(uid) is str
+                and type(sender) is str
+                and sender.startswith(prefix)
+                and type(to) is str
+                and type(msg_type) is str
+                and (msg_id is None or type(msg_id) is str or type(msg_id) is int)
+            ):
+                raise TypeError(f"bad request {item!r:.200}")
+            requests.append(Request(uid, sender, to, msg_id, msg_type, item.get("data"), signed_at))
+        return requests
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, _codec.DecodeError) as exc:
         if isinstance(exc, ExpiredEntry):
             raise
@@ -185,6 +219,9 @@ class Reply:
         uid: The request's uid.
         final: The reply itself (``True``) or a message streamed before it.
         message: The message, as the target's handler or runtime sent it.
+        responder: The agent that answers.
+        seq: Its place among the request's replies, from 0.
+        signed_at: When its entry was signed (Unix time; set when read).
     """
 
     uid: str
@@ -195,55 +232,42 @@ class Reply:
     signed_at: float = 0.0
 
     def fields(self, signer: Signer, target: str) -> dict[bytes, bytes]:
-        """The stream entry's fields, signed for the replies stream of agent ``target``."""
-        uid, responder, end, seq, ts, msg = (
-            self.uid.encode(),
-            self.responder.encode(),
-            b"1" if self.final else b"0",
-            str(self.seq).encode(),
-            _millis(self.signed_at),
-            _codec.dumps(self.message),
-        )
-        mac = signer.sign(_REPLY, target.encode(), uid, responder, end, seq, ts, msg)
-        return {
-            _UID: uid,
-            _FROM: responder,
-            _END: end,
-            _SEQ: seq,
-            _TS: ts,
-            _MSG: msg,
-            _MAC: mac,
-        }
+        """An entry holding this reply alone, signed (at ``signed_at``) for ``target``'s replies."""
+        return encode_replies([self], signer, self.responder, target, self.signed_at)
 
 
-def decode_reply(fields: Fields, signer: Signer, target: str, now: float) -> Reply:
-    """The reply in a stream entry of agent ``target``'s replies stream, verified.
+def encode_replies(
+    replies: Sequence[Reply], signer: Signer, responder: str, target: str, now: float
+) -> dict[bytes, bytes]:
+    """One replies-stream entry carrying ``replies`` (from agent ``responder``), for ``target``."""
+    msg = _codec.dumps(
+        [{"uid": r.uid, "end": r.final, "seq": r.seq, "msg": r.message} for r in replies]
+    )
+    agent, ts = responder.encode(), _millis(now)
+    mac = signer.sign(_REPLY, target.encode(), agent, ts, msg)
+    return {_FROM: agent, _TS: ts, _MSG: msg, _MAC: mac}
+
+
+def decode_replies(fields: Fields, signer: Signer, target: str, now: float) -> list[Reply]:
+    """The replies in a stream entry of agent ``target``'s replies stream, verified.
 
     Raises:
         ForgedEntry: Not signed with the cluster's secret for this stream.
         ExpiredEntry: Signed too long ago.
-        EntryError: Signed, but not a reply of this format.
+        EntryError: Signed, but not a reply entry of this format.
     """
-    try:
-        uid, responder, end, seq, ts, msg, mac = (
-            fields[_UID],
-            fields[_FROM],
-            fields[_END],
-            fields[_SEQ],
-            fields[_TS],
-            fields[_MSG],
-            fields[_MAC],
-        )
-    except KeyError as exc:
-        raise ForgedEntry(f"not a signed reply entry: no field {exc.args[0].decode()!r}") from None
-    if not signer.verify(mac, _REPLY, target.encode(), uid, responder, end, seq, ts, msg):
-        raise ForgedEntry("a reply entry with a wrong MAC")
+    raw_agent, ts, msg = _verified(fields, signer, _REPLY, target)
     try:
         signed_at = _signed_at(ts, now, MAX_AGE_SECONDS)
-        return Reply(
-            uid.decode(), end == b"1", _codec.loads(msg), responder.decode(), int(seq), signed_at
-        )
-    except (ValueError, UnicodeDecodeError, _codec.DecodeError) as exc:
+        responder = raw_agent.decode()
+        replies = []
+        for item in _list(msg):
+            uid, end, seq = item["uid"], item["end"], item["seq"]
+            if not (type(uid) is str and type(end) is bool and type(seq) is int and seq >= 0):
+                raise TypeError(f"bad reply {item!r:.200}")
+            replies.append(Reply(uid, end, item["msg"], responder, seq, signed_at))
+        return replies
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, _codec.DecodeError) as exc:
         if isinstance(exc, ExpiredEntry):
             raise
         raise EntryError(f"not a reply entry: {exc!r}") from None

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from localagent_hookspecs import Connection, Message, MessageError
@@ -26,12 +28,14 @@ from ._entries import (
     ReplayedEntry,
     Reply,
     Request,
-    decode_reply,
+    decode_replies,
     encode_broadcast,
+    encode_requests,
     flat,
 )
 from ._inbox import CANCEL_TYPE, UNREACHABLE
 from ._names import Address, safe_url
+from ._outbox import Outbox
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -112,10 +116,17 @@ class _Waiter:
         if wakeup is not None and not wakeup.done():
             wakeup.set_exception(error)
 
-    def written(self, future: asyncio.Future[Any]) -> None:
-        """The ``XADD`` of the request's entry is done: a failure fails the request."""
-        if not future.cancelled() and (error := future.exception()) is not None:
-            self.fail(_Unwritten(error))
+
+#: A request queued for an inbox entry, and its waiter (none for a ``cluster.cancel``).
+_Queued = tuple[Request, "_Waiter | None"]
+
+
+def _fail_unwritten(queued: list[_Queued], future: asyncio.Future[Any]) -> None:
+    """The ``XADD`` of the requests' entry is done: a failure fails the requests."""
+    if not future.cancelled() and (error := future.exception()) is not None:
+        for _request, waiter in queued:
+            if waiter is not None:
+                waiter.fail(_Unwritten(error))
 
 
 class Forwarder:
@@ -135,6 +146,26 @@ class Forwarder:
         token = secrets.token_hex(6)
         self._uids = (f"{token}-{n}" for n in itertools.count(1))
         self._waiting: dict[str, _Waiter] = {}
+        #: Requests for each target agent, several per inbox entry (see _outbox.py).
+        self._outbox: Outbox[_Queued] = Outbox(
+            lambda *command: node.pipe(*command),
+            lambda callback: node.pipe.before_flush(callback),
+            self._entry,
+        )
+
+    def _entry(self, agent: str, queued: Sequence[_Queued]) -> tuple[Any, ...]:
+        """The ``XADD`` of one inbox entry carrying the ``queued`` requests for ``agent``."""
+        node = self.node
+        assert node.name is not None
+        requests = [request for request, _waiter in queued]
+        fields = encode_requests(requests, node.signer, node.name, agent, time.time())
+        return ("XADD", node.keys.inbox(agent), "*", *flat(fields))
+
+    def _send(self, agent: str, request: Request, waiter: _Waiter | None) -> None:
+        """Queue ``request`` for ``agent``'s inbox; a failure to write it fails ``waiter``."""
+        batch = self._outbox.put(agent, (request, waiter))
+        if len(batch.items) == 1:
+            batch.written.add_done_callback(functools.partial(_fail_unwritten, batch.items))
 
     def next_uid(self) -> str:
         """A request id no other request of this process has."""
@@ -187,12 +218,9 @@ class Forwarder:
             targets = self._targets(connection)
             targets[address.agent] += 1
             try:
-                fields = request.fields(node.signer, address.agent)
                 # Not awaited on its own: the reply cannot come before the entry is
-                # written, and a failure to write it wakes the waiter (one suspension
-                # less per routed message).
-                written = node.pipe("XADD", node.keys.inbox(address.agent), "*", *flat(fields))
-                written.add_done_callback(waiter.written)
+                # written, and a failure to write it wakes the waiter.
+                self._send(address.agent, request, waiter)
                 try:
                     answer = await self._await_reply(connection, message, address, waiter)
                 except _Unwritten as unwritten:
@@ -230,12 +258,10 @@ class Forwarder:
 
     def _cancel_at(self, sender: str, targets: collections.Counter[str]) -> None:
         """Tell the agents running ``sender``'s routed work that it went away."""
-        node = self.node
         for agent in list(targets):
             request = Request(self.next_uid(), sender, agent, None, CANCEL_TYPE, None, time.time())
-            fields = request.fields(node.signer, agent)
-            try:
-                node.pipe.fire("XADD", node.keys.inbox(agent), "*", *flat(fields))
+            try:  # after the requests queued for that agent: in the same or a later entry
+                self._send(agent, request, None)
             except Exception as exc:  # shutting down: their timeouts end the work
                 logger.debug("cluster: could not cancel %s's work at %s: %r", sender, agent, exc)
 
@@ -284,12 +310,17 @@ class Forwarder:
                 if fields is None:
                     continue
                 try:
-                    reply = decode_reply(fields, signer, name, now)
-                    waiter = self._waiting.get(reply.uid)
-                    if waiter is None:
-                        logger.debug("cluster: dropped a reply nobody waits for (%s)", reply.uid)
-                        continue
-                    waiter.put(reply)
+                    for reply in decode_replies(fields, signer, name, now):
+                        waiter = self._waiting.get(reply.uid)
+                        if waiter is None:
+                            logger.debug(
+                                "cluster: dropped a reply nobody waits for (%s)", reply.uid
+                            )
+                            continue
+                        try:
+                            waiter.put(reply)
+                        except RejectedEntry as exc:  # this reply only: the others count
+                            node.reject(exc, "a reply")
                 except RejectedEntry as exc:
                     node.reject(exc, "a reply entry")
                 except EntryError as exc:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from localagent_hookspecs import CloseCallback, Message, MessageError, SendFunc
 
+from .. import _codec
 from .._connection import ConnectionBase, run_callbacks
 from .._protocol import Message as Parsed
 from .._redis_cluster import through_failover
@@ -28,11 +30,13 @@ from ._entries import (
     ReplayedEntry,
     Reply,
     Request,
-    decode_request,
+    decode_requests,
+    encode_replies,
     flat,
     is_final_reply,
 )
 from ._names import Address
+from ._outbox import Batch, Outbox
 from ._replay import ReplayGuard
 from ._signing import MAX_SKEW_SECONDS
 
@@ -57,6 +61,16 @@ MAX_HANDLING: Final = 256
 DONE_SECONDS: Final = 24 * 3600
 #: Replies kept for a sender that never reads them (a sender gone for good).
 MAX_REPLIES: Final = 100_000
+
+
+class _Entry:
+    """An inbox entry being handled: acknowledged once none of its requests is left."""
+
+    __slots__ = ("id", "left")
+
+    def __init__(self, entry_id: bytes, left: int) -> None:
+        self.id = entry_id
+        self.left = left
 
 
 class RemotePeer:
@@ -109,7 +123,7 @@ class RemoteSender(ConnectionBase):
     __slots__ = (
         "_inbox",
         "answered",
-        "entry_id",
+        "entry",
         "peer",
         "remote_address",
         "request",
@@ -120,10 +134,10 @@ class RemoteSender(ConnectionBase):
     outbound = False
     origin = None
 
-    def __init__(self, inbox: Inbox, request: Request, entry_id: bytes, peer: RemotePeer) -> None:
+    def __init__(self, inbox: Inbox, request: Request, entry: _Entry, peer: RemotePeer) -> None:
         self._inbox = inbox
         self.request = request
-        self.entry_id = entry_id
+        self.entry = entry
         self.peer = peer
         self.id = request.sender
         self.remote_address: str | None = None
@@ -155,8 +169,6 @@ class RemoteSender(ConnectionBase):
         self.answered = final
 
     async def send_frame(self, frame: bytes | bytearray | memoryview) -> None:
-        from .. import _codec
-
         await self._send(_codec.loads(frame))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -180,6 +192,13 @@ class Inbox:
         self._replays = ReplayGuard()
         #: The clients of other agents with requests running here, by address.
         self._peers: dict[str, RemotePeer] = {}
+        #: Replies for each sender agent, several per entry (see _outbox.py).
+        self._replies: Outbox[tuple[Reply, RemoteSender]] = Outbox(
+            self._write_replies,
+            lambda callback: node.pipe.before_flush(callback),
+            self._reply_entry,
+            self._replies_queued,
+        )
 
     def forget_before(self, when: float) -> None:
         """Forget the requests signed before ``when``: they would be rejected as expired."""
@@ -201,29 +220,36 @@ class Inbox:
         fresh_since = node.started + MAX_SKEW_SECONDS
         async for batch, recovered in node.group_entries(reader, stream):
             now = time.time()
-            requests: list[tuple[bytes, Request]] = []
+            requests: list[tuple[_Entry, Request]] = []
+            dropped: list[bytes] = []
             for entry_id, fields in batch:
                 if fields is None:  # trimmed away meanwhile: nothing left to handle
-                    node.pipe.fire_last(("XACK", stream, group), [entry_id])
+                    dropped.append(entry_id)
                     continue
                 try:
-                    requests.append((entry_id, decode_request(fields, signer, name, now)))
+                    decoded = decode_requests(fields, signer, name, now)
                 except RejectedEntry as exc:
                     node.reject(exc, "an inbox entry")
-                    node.pipe.fire_last(("XACK", stream, group), [entry_id])
+                    dropped.append(entry_id)
+                    continue
                 except EntryError as exc:
                     logger.warning("cluster: dropped a malformed inbox entry: %s", exc)
-                    node.pipe.fire_last(("XACK", stream, group), [entry_id])
+                    dropped.append(entry_id)
+                    continue
+                entry = _Entry(entry_id, len(decoded))
+                requests.extend((entry, request) for request in decoded)
+            if dropped:
+                node.pipe.fire_last(("XACK", stream, group), dropped)
             if recovered:
                 requests = await self._not_done(requests)
-            for entry_id, request in requests:
+            for entry, request in requests:
                 new = self._replays.check(request.uid, now)
                 if new is False:
                     node.reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
-                    node.pipe.fire_last(("XACK", stream, group), [entry_id])
+                    self._settle(entry)
                     continue
                 if request.type == CANCEL_TYPE and request.id is None:
-                    node.pipe.fire_last(("XACK", stream, group), [entry_id])
+                    self._settle(entry)
                     await self._cancel(request.sender)
                     continue
                 # Checked in the task, so that the reader goes on meanwhile.
@@ -232,12 +258,20 @@ class Inbox:
                 if peer is None:
                     peer = self._peers[request.sender] = RemotePeer(request.sender)
                 await self._handling.acquire()
-                handle = self._handle(request, entry_id, peer, check_handled=check)
+                handle = self._handle(request, entry, peer, check_handled=check)
                 task = asyncio.get_running_loop().create_task(handle)
                 node.runtime.in_flight.add(task)  # a graceful shutdown waits for it
                 node.tasks.add(task)
                 peer.tasks.add(task)
                 task.add_done_callback(self._handled)
+
+    def _settle(self, entry: _Entry) -> None:
+        """One request of ``entry`` is done with: the last one acknowledges the entry."""
+        entry.left -= 1
+        if not entry.left:
+            node = self.node
+            assert node.name is not None
+            node.pipe.fire_last(("XACK", node.keys.inbox(node.name), node.keys.group), [entry.id])
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         node = self.node
@@ -255,22 +289,32 @@ class Inbox:
             task.cancel()
         await peer.close()
 
-    async def _not_done(self, requests: list[tuple[bytes, Request]]) -> list[tuple[bytes, Request]]:
-        """The re-delivered requests not answered yet; the answered ones are acknowledged."""
+    async def _not_done(
+        self, requests: list[tuple[_Entry, Request]]
+    ) -> list[tuple[_Entry, Request]]:
+        """The re-delivered requests not answered yet; an entry all answered is acknowledged."""
         node = self.node
         assert node.name is not None
+        if not requests:
+            return []
         async with node.redis.pipeline(transaction=False) as pipe:
-            for _entry_id, request in requests:
+            for _entry, request in requests:
                 pipe.exists(node.keys.done(node.name, request.uid))
             done = await pipe.execute()
-        answered = [entry_id for (entry_id, _r), seen in zip(requests, done, strict=True) if seen]
-        if answered:
-            logger.debug("cluster: %d re-delivered entries were answered before", len(answered))
-            await node.redis.xack(node.keys.inbox(node.name), node.keys.group, *answered)
-        return [entry for entry, seen in zip(requests, done, strict=True) if not seen]
+        left = []
+        for (entry, request), seen in zip(requests, done, strict=True):
+            if seen:
+                self._settle(entry)
+            else:
+                left.append((entry, request))
+        if len(left) < len(requests):
+            logger.debug(
+                "cluster: %d re-delivered requests were answered before", len(requests) - len(left)
+            )
+        return left
 
     async def _handle(
-        self, request: Request, entry_id: bytes, peer: RemotePeer, *, check_handled: bool
+        self, request: Request, entry: _Entry, peer: RemotePeer, *, check_handled: bool
     ) -> None:
         """Handle one message from the inbox and send its reply back to the sender.
 
@@ -280,12 +324,12 @@ class Inbox:
         nothing is sent back.
         """
         node = self.node
-        sender = RemoteSender(self, request, entry_id, peer)
+        sender = RemoteSender(self, request, entry, peer)
         name = node.name or ""
         try:
             if check_handled and await self._exists(node.keys.done(name, request.uid)):
                 node.reject(ReplayedEntry(f"request {request.uid} again"), "an inbox entry")
-                node.pipe.fire_last(("XACK", node.keys.inbox(name), node.keys.group), [entry_id])
+                self._settle(entry)
                 return
             address = node.address(request.to)
             message = Parsed(request.id, request.type, request.data, request.to)
@@ -306,10 +350,8 @@ class Inbox:
             # pending and is handled again once the inbox is read afresh.
             logger.debug("cluster: the reply to %s was not written: %s", request.uid, exc)
         except ValueError as exc:
-            logger.warning("cluster: dropped an entry for a bad address: %s", exc)
-            node.pipe.fire_last(
-                ("XACK", node.keys.inbox(node.name or ""), node.keys.group), [entry_id]
-            )
+            logger.warning("cluster: dropped a request for a bad address: %s", exc)
+            self._settle(entry)
         except Exception:
             logger.exception("cluster: handling %s from %s failed", request.uid, request.sender)
         except asyncio.CancelledError:
@@ -317,7 +359,7 @@ class Inbox:
                 raise  # the agent is stopping: the entry stays pending, handled after a restart
             done = node.keys.done(name, request.uid)
             node.pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
-            node.pipe.fire_last(("XACK", node.keys.inbox(name), node.keys.group), [entry_id])
+            self._settle(entry)
         finally:
             self._handling.release()
             await sender.run_close_callbacks()
@@ -329,14 +371,16 @@ class Inbox:
     async def send_reply(self, sender: RemoteSender, message: Any, *, final: bool) -> None:
         """Write what the target sends for a request to the sender's replies stream.
 
-        A message streamed before the reply is written before this returns,
-        so the next one cannot overtake it. The final reply goes out in one
-        pipeline with the "handled" record and the acknowledgement of the
-        inbox entry, in that order, and this returns once it is queued: if
-        that pipeline fails, the entry stays pending and is handled again
-        when the inbox is read afresh (after Redis comes back, or a restart).
-        On a Redis Cluster the reply may go to another node than the record
-        and the acknowledgement: it is written first, and they follow once it is.
+        Replies to the same agent share entries (:class:`~._outbox.Outbox`). A
+        message streamed before the reply is written before this returns, so
+        the next one cannot overtake it. The final reply's entry goes out in
+        one pipeline with the request's "handled" record and, once none of its
+        entry's requests is left, the acknowledgement of the inbox entry, in
+        that order; this returns once it is queued: if that pipeline fails, the
+        entry stays pending and is handled again when the inbox is read afresh
+        (after Redis comes back, or a restart). On a Redis Cluster the reply
+        entry may go to another node than the record and the acknowledgement:
+        it is written first (through a failover), and they follow once it is.
 
         Raises:
             ConnectionLost: Redis did not take a streamed message.
@@ -344,38 +388,18 @@ class Inbox:
         node = self.node
         assert node.name is not None
         request = sender.request
-        reply = Reply(request.uid, final, message, node.name, sender.sent, time.time())
+        # Encoded here, so that a message JSON cannot carry fails its own request only,
+        # not the other replies of its entry; the entry embeds the bytes as they are.
+        encoded = msgspec.Raw(_codec.dumps(message))
+        reply = Reply(request.uid, final, encoded, node.name, sender.sent)
         sender.sent += 1
-        command = (
-            "XADD",
-            node.keys.replies(request.sender_agent),
-            "MAXLEN",
-            "~",
-            MAX_REPLIES,
-            "*",
-            *flat(reply.fields(node.signer, request.sender_agent)),
-        )
-        if final and not node.cluster_mode:
-            node.pipe.fire(*command)
-            done = node.keys.done(node.name, request.uid)
-            node.pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
-            node.pipe.fire_last(
-                ("XACK", node.keys.inbox(node.name), node.keys.group), [sender.entry_id]
-            )
+        batch = self._replies.put(request.sender_agent, (reply, sender))
+        if final:
             return
-        try:
-            if node.cluster_mode:  # written once the cluster elected a new primary
-                await through_failover(lambda: node.pipe(*command), node.errors)
-            else:
-                await node.pipe(*command)
+        try:  # shielded: the batch's other senders wait for the same write
+            await asyncio.shield(batch.written)
         except node.errors as exc:
             raise ConnectionLost(f"cannot write to {request.sender}: {exc}") from None
-        if final:  # on a Redis Cluster: the reply (another slot, maybe another node) is written
-            done = node.keys.done(node.name, request.uid)
-            node.pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
-            node.pipe.fire_last(
-                ("XACK", node.keys.inbox(node.name), node.keys.group), [sender.entry_id]
-            )
 
     async def _exists(self, key: str) -> bool:
         """Whether ``key`` exists (asked again through a failover of a Redis Cluster)."""
@@ -383,6 +407,52 @@ class Inbox:
         if node.cluster_mode:
             return bool(await through_failover(lambda: node.pipe("EXISTS", key), node.errors))
         return bool(await node.pipe("EXISTS", key))
+
+    def _reply_entry(
+        self, agent: str, queued: Sequence[tuple[Reply, RemoteSender]]
+    ) -> tuple[Any, ...]:
+        """The ``XADD`` of one entry carrying the ``queued`` replies for ``agent``."""
+        node = self.node
+        assert node.name is not None
+        replies = [reply for reply, _sender in queued]
+        fields = encode_replies(replies, node.signer, node.name, agent, time.time())
+        return ("XADD", node.keys.replies(agent), "MAXLEN", "~", MAX_REPLIES, "*", *flat(fields))
+
+    def _write_replies(self, *command: Any) -> asyncio.Future[Any]:
+        """Queue the ``XADD`` of a reply entry (on a Redis Cluster: sent through a failover)."""
+        node = self.node
+        if node.cluster_mode:  # written once the cluster elected a new primary
+            return asyncio.ensure_future(through_failover(lambda: node.pipe(*command), node.errors))
+        return node.pipe(*command)
+
+    def _replies_queued(self, batch: Batch[tuple[Reply, RemoteSender]]) -> None:
+        """After the entry: the "handled" record of each request answered in it, and the
+        acknowledgement of the inbox entries left with no request.
+
+        On one Redis they follow the entry in the same pipeline; on a Redis
+        Cluster they may live on another node, so they wait until it is written
+        (if it never is, the inbox entry stays pending and is handled again).
+        """
+        if self.node.cluster_mode:
+            batch.written.add_done_callback(
+                lambda written: (
+                    None
+                    if written.cancelled() or written.exception() is not None
+                    else self._record_answered(batch)
+                )
+            )
+        else:
+            self._record_answered(batch)
+
+    def _record_answered(self, batch: Batch[tuple[Reply, RemoteSender]]) -> None:
+        node = self.node
+        assert node.name is not None
+        for reply, sender in batch.items:
+            if reply.final:
+                node.pipe.fire(
+                    "SET", node.keys.done(node.name, reply.uid), 1, "NX", "EX", DONE_SECONDS
+                )
+                self._settle(sender.entry)
 
     async def deliver_to_peer(self, address: Address, sender: str, message: Message) -> Any:
         """Hand ``message`` to the connection ``address`` names, on this agent.

@@ -5,7 +5,8 @@ its peers' connection ids in Redis, and runs the loops that serve the
 cluster: forwarding (:mod:`._forwarding`: messages addressed elsewhere go to
 the target agent's inbox stream, replies come back on this agent's replies
 stream), the inbox (:mod:`._inbox`: requests from other agents, handled here,
-each entry acknowledged once its reply is written), and broadcasts relayed
+each entry, which may carry several requests, acknowledged once all their replies
+are written), and broadcasts relayed
 over pub/sub (here). Redis going away never stops the agent: forwarding fails
 with ``unavailable`` meanwhile, and every loop backs off and resumes alone
 once Redis answers again.

@@ -74,7 +74,7 @@ async def test_a_forged_entry_in_a_batch_is_refused_and_the_rest_is_handled(
             kv_set("bad-1", "forged-1", wrong),
             kv_set("ok-2", "legit-2", signer),
             {b"uid": b"bad-2", b"msg": b'{"id": 1, "type": "kv.set"}'},  # unsigned
-            {**kv_set("bad-3", "forged-3", signer), b"to": b"127.0.0.1:1"},  # altered
+            {**kv_set("bad-3", "legit-3", signer), b"msg": kv_set("x", "forged-3", signer)[b"msg"]},
             kv_set("ok-3", "legit-3", signer),
         ]
         writer = redis.Redis.from_url(redis_url)

@@ -24,10 +24,12 @@ from localagent._cluster._entries import (
     Reply,
     Request,
     decode_event,
-    decode_reply,
-    decode_request,
+    decode_replies,
+    decode_requests,
     encode_broadcast,
     encode_presence,
+    encode_replies,
+    encode_requests,
     is_final_reply,
 )
 from localagent._cluster._replay import WINDOW, ReplayGuard
@@ -88,49 +90,82 @@ NOW = 1_800_000_000.0
 
 def test_request_and_reply_entries_round_trip() -> None:
     request = Request("u1", "a:1/c2", "b:2", 7, "kv.get", {"key": "k"}, NOW)
-    assert decode_request(request.fields(SIGNER, "b:2"), SIGNER, "b:2", NOW + 1) == request
+    assert decode_requests(request.fields(SIGNER, "b:2"), SIGNER, "b:2", NOW + 1) == [request]
     assert request.sender_agent == "a:1"
     reply = Reply("u1", True, {"id": 7, "result": {"found": False}}, "b:2", 3, NOW)
-    assert decode_reply(reply.fields(SIGNER, "a:1"), SIGNER, "a:1", NOW) == reply
+    assert decode_replies(reply.fields(SIGNER, "a:1"), SIGNER, "a:1", NOW) == [reply]
     with pytest.raises(EntryError):
-        decode_request({b"uid": b"u1"}, SIGNER, "b:2", NOW)
+        decode_requests({b"uid": b"u1"}, SIGNER, "b:2", NOW)
     bad_message = Request("u1", "a:1/c2", "b:2", 1.5, "x", None, NOW)  # type: ignore[arg-type]
     with pytest.raises(EntryError):
-        decode_request(bad_message.fields(SIGNER, "b:2"), SIGNER, "b:2", NOW)
+        decode_requests(bad_message.fields(SIGNER, "b:2"), SIGNER, "b:2", NOW)
+
+
+def test_one_entry_carries_several_requests_or_replies_under_one_mac() -> None:
+    requests = [
+        Request("t-1", "a:1/c2", "b:2", 1, "echo", "x", NOW),
+        Request("t-2", "a:1/c3", "b:2/c9", None, "notify", None, NOW),
+        Request("t-3", "a:1/c2", "b:2", "s", "kv.get", {"key": "k"}, NOW),
+    ]
+    fields = encode_requests(requests, SIGNER, "a:1", "b:2", NOW)
+    assert set(fields) == {b"from", b"ts", b"msg", b"mac"}
+    assert decode_requests(fields, SIGNER, "b:2", NOW) == requests
+    replies = [
+        Reply("t-1", False, {"type": "exec.output"}, "b:2", 0, NOW),
+        Reply("t-1", True, {"id": 1, "result": 1}, "b:2", 1, NOW),
+        Reply("t-3", True, {"id": "s", "error": {"code": "x"}}, "b:2", 0, NOW),
+    ]
+    reply_fields = encode_replies(replies, SIGNER, "b:2", "a:1", NOW)
+    assert decode_replies(reply_fields, SIGNER, "a:1", NOW) == replies
+    # Signed, but a request in it claims a client of another agent: refused as a whole.
+    other = [*requests[:2], Request("t-4", "c:3/c1", "b:2", 4, "echo", None, NOW)]
+    with pytest.raises(EntryError, match="bad request"):
+        decode_requests(encode_requests(other, SIGNER, "a:1", "b:2", NOW), SIGNER, "b:2", NOW)
+    with pytest.raises(EntryError):  # an empty batch
+        decode_requests(encode_requests([], SIGNER, "a:1", "b:2", NOW), SIGNER, "b:2", NOW)
+    bad_seq = [Reply("t-1", True, None, "b:2", -1, NOW)]
+    with pytest.raises(EntryError, match="bad reply"):
+        decode_replies(encode_replies(bad_seq, SIGNER, "b:2", "a:1", NOW), SIGNER, "a:1", NOW)
 
 
 def test_a_changed_field_another_key_or_another_target_fails_verification() -> None:
-    fields = Request("u1", "a:1/c2", "b:2", 7, "exec", {"argv": ["true"]}, NOW).fields(
-        SIGNER, "b:2"
-    )
-    assert set(fields) == {b"uid", b"from", b"to", b"ts", b"msg", b"mac"}
+    requests = [
+        Request("u1", "a:1/c2", "b:2", 7, "exec", {"argv": ["true"]}, NOW),
+        Request("u2", "a:1/c2", "b:2", 8, "echo", None, NOW),
+    ]
+    fields = encode_requests(requests, SIGNER, "a:1", "b:2", NOW)
+    one_fewer = encode_requests(requests[:1], SIGNER, "a:1", "b:2", NOW)
     forged = [
-        {**fields, b"from": b"c:3/c1"},  # another sender: its replies would go elsewhere
-        {**fields, b"to": b"b:2/c9"},
-        {**fields, b"uid": b"u2"},  # a fresh uid would pass the replay checks
+        {**fields, b"from": b"c:3"},  # another sender: its replies would go elsewhere
         {**fields, b"ts": str(int(NOW * 1000) + 1).encode()},
-        {**fields, b"msg": b'{"id": 7, "type": "exec", "data": {"argv": ["rm"]}}'},
+        {**fields, b"msg": one_fewer[b"msg"]},  # a request taken out of the batch
+        {**fields, b"msg": fields[b"msg"].replace(b"u2", b"u3")},  # a fresh uid
+        {**fields, b"msg": fields[b"msg"].replace(b'"true"', b'"rm"')},
         {**fields, b"mac": bytes(32)},
+        {**fields, b"mac": one_fewer[b"mac"]},  # the MAC of another entry
         {key: value for key, value in fields.items() if key != b"mac"},
         # Bytes moved between two fields: the MAC's text must not stay the same.
-        {**fields, b"uid": b"u1\na:1/c2", b"from": b""},
+        {**fields, b"from": b"a:1\n" + fields[b"ts"], b"ts": b""},
     ]
     for entry in forged:
         with pytest.raises(ForgedEntry):
-            decode_request(entry, SIGNER, "b:2", NOW)
+            decode_requests(entry, SIGNER, "b:2", NOW)
     with pytest.raises(ForgedEntry):  # copied into another agent's inbox
-        decode_request(fields, SIGNER, "c:3", NOW)
+        decode_requests(fields, SIGNER, "c:3", NOW)
     with pytest.raises(ForgedEntry):  # another secret
-        decode_request(fields, Signer("prod", key=b"x" * 32), "b:2", NOW)
+        decode_requests(fields, Signer("prod", key=b"x" * 32), "b:2", NOW)
     with pytest.raises(ForgedEntry):  # the same secret, another cluster
-        decode_request(fields, Signer("test", key=b"k" * 32), "b:2", NOW)
+        decode_requests(fields, Signer("test", key=b"k" * 32), "b:2", NOW)
+    with pytest.raises(ForgedEntry):  # a request entry in a replies stream
+        decode_replies(fields, SIGNER, "b:2", NOW)
     reply = Reply("u1", False, {"id": 7, "type": "exec.output"}, "b:2", 0, NOW)
     reply_fields = reply.fields(SIGNER, "a:1")
-    for key, value in [(b"from", b"c:3"), (b"end", b"1"), (b"seq", b"1"), (b"uid", b"u2")]:
+    final = Reply("u1", True, {"id": 7, "result": 0}, "b:2", 0, NOW).fields(SIGNER, "a:1")
+    for key, value in [(b"from", b"c:3"), (b"msg", final[b"msg"]), (b"ts", b"1")]:
         with pytest.raises(ForgedEntry):
-            decode_reply({**reply_fields, key: value}, SIGNER, "a:1", NOW)
+            decode_replies({**reply_fields, key: value}, SIGNER, "a:1", NOW)
     with pytest.raises(ForgedEntry):
-        decode_reply(reply_fields, SIGNER, "c:3", NOW)
+        decode_replies(reply_fields, SIGNER, "c:3", NOW)
 
 
 def test_the_mac_is_hmac_sha256_of_the_parts_after_a_version_tag_and_the_cluster() -> None:
@@ -144,11 +179,11 @@ def test_entries_signed_too_long_ago_or_ahead_are_expired() -> None:
     def signed_at(at: float) -> dict[bytes, bytes]:
         return Request("u1", "a:1/c1", "b:2", 1, "ping", None, at).fields(SIGNER, "b:2")
 
-    decode_request(signed_at(NOW - MAX_AGE_SECONDS + 1), SIGNER, "b:2", NOW)
-    decode_request(signed_at(NOW + MAX_SKEW_SECONDS - 1), SIGNER, "b:2", NOW)
+    decode_requests(signed_at(NOW - MAX_AGE_SECONDS + 1), SIGNER, "b:2", NOW)
+    decode_requests(signed_at(NOW + MAX_SKEW_SECONDS - 1), SIGNER, "b:2", NOW)
     for at in (NOW - MAX_AGE_SECONDS - 1, NOW + MAX_SKEW_SECONDS + 1):
         with pytest.raises(ExpiredEntry):
-            decode_request(signed_at(at), SIGNER, "b:2", NOW)
+            decode_requests(signed_at(at), SIGNER, "b:2", NOW)
 
 
 def test_the_secret_file(tmp_path: Path) -> None:

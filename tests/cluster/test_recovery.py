@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from localagent._cluster._entries import Request
+from localagent._cluster._entries import Request, encode_requests
 from localagent._cluster._signing import Signer, read_secret_file
 from localagent.testing import RedisServer
 
@@ -89,17 +89,20 @@ async def test_a_redelivered_entry_that_was_answered_is_not_handled_again(
 
     signer = Signer(CLUSTER, key=read_secret_file(cluster.secret_file))
 
-    def request(uid: str, key: str) -> dict[bytes, bytes]:
+    def request(uid: str, key: str) -> Request:
         """What agent "ghost", of the cluster, would have sent."""
-        message = Request(uid, "ghost/c1", b, uid, "kv.incr", {"key": key}, time.time())
-        return message.fields(signer, b)
+        return Request(uid, "ghost/c1", b, uid, "kv.incr", {"key": key}, time.time())
 
-    client.xadd(inbox, request("answered", "twice"))  # type: ignore[arg-type]
-    client.xadd(inbox, request("fresh", "once"))  # type: ignore[arg-type]
-    # Read both as b would have before it died (now pending for consumer b) ...
+    client.xadd(inbox, request("answered", "twice").fields(signer, b))  # type: ignore[arg-type]
+    client.xadd(inbox, request("fresh", "once").fields(signer, b))  # type: ignore[arg-type]
+    # One entry, two requests: the first answered before the crash, the second not.
+    both = [request("answered-2", "twice"), request("fresh-2", "once-2")]
+    client.xadd(inbox, encode_requests(both, signer, "ghost", b, time.time()))  # type: ignore[arg-type]
+    # Read them as b would have before it died (now pending for consumer b) ...
     client.xreadgroup(CLUSTER, b, {inbox: ">"})
-    # ... and say the first was answered already.
+    # ... and say the answered ones were.
     client.set(f"la:{{{CLUSTER}:{b}}}:done:answered", 1)
+    client.set(f"la:{{{CLUSTER}:{b}}}:done:answered-2", 1)
     cluster.start("b")
     async with cluster.peer("b") as peer:
         await peer.until_routed("*", "hello")
@@ -108,8 +111,15 @@ async def test_a_redelivered_entry_that_was_answered_is_not_handled_again(
                 break
             await asyncio.sleep(0.1)
         assert client.xpending(inbox, CLUSTER)["pending"] == 0
-        found = [json.loads(fields[b"msg"]) for _id, fields in client.xrange(replies)]
-        assert found == [{"id": "fresh", "result": {"value": 1}}]
+        found = [
+            reply["msg"]
+            for _id, fields in client.xrange(replies)
+            for reply in json.loads(fields[b"msg"])
+        ]
+        assert sorted(found, key=lambda reply: reply["id"]) == [
+            {"id": "fresh", "result": {"value": 1}},
+            {"id": "fresh-2", "result": {"value": 1}},
+        ]
         assert (await peer.request("kv.get", {"key": "twice"}))["result"]["found"] is False
     client.close()
 

@@ -24,7 +24,7 @@ import redis.asyncio
 
 import localagent
 from localagent import hookimpl
-from localagent._cluster._entries import Reply, Request
+from localagent._cluster._entries import Reply, Request, encode_replies
 from localagent._cluster._signing import Signer, create_secret_file, read_secret_file
 from localagent.testing import localagent_cmd
 
@@ -84,7 +84,7 @@ async def test_entries_written_without_the_secret_are_never_handled(
             # The layout before entries were signed: no ts, no mac.
             {"uid": "e1", "from": f"{a}/c1", "to": b, "msg": json.dumps(unsigned)},
             touch("e2", "pwned-2").fields(WRONG, b),  # signed with another key
-            {**legit, b"msg": json.dumps(touch("e3", "pwned-3").data).encode()},  # swapped msg
+            {**legit, b"msg": touch("e3", "pwned-3").fields(signer, b)[b"msg"]},  # swapped msg
             {**legit, b"from": b"127.0.0.1:1/c1"},  # another sender
             touch("e5", "pwned-5").fields(signer, a),  # signed for another agent's inbox
             touch("e6", "pwned-6").fields(signer, b) | {b"ts": b"1"},  # re-dated
@@ -126,7 +126,7 @@ async def test_a_copy_of_a_handled_entry_is_not_handled_again(
             reply = await peer.request("kv.incr", {"key": "counter"}, to=b)
             assert reply["result"] == {"value": 1}
             (_stream, [(_id, fields)]) = (await captured)[0]
-            assert json.loads(fields[b"msg"])["type"] == "kv.incr"
+            assert [request["type"] for request in json.loads(fields[b"msg"])] == ["kv.incr"]
 
             writer.xadd(_inbox(b), fields)  # type: ignore[arg-type]  # the same entry again
             rejected = _rejected_by(subprocess_env, redis_url, b)
@@ -164,14 +164,15 @@ async def test_a_forged_reply_never_reaches_the_client(
 
             def queued() -> bool:
                 entries[:] = [
-                    fields
+                    request
                     for _id, fields in writer.xrange(_inbox(b))
-                    if json.loads(fields[b"msg"])["id"] == msg_id
+                    for request in json.loads(fields[b"msg"])
+                    if request["id"] == msg_id
                 ]
                 return bool(entries)
 
             await until(queued, "queued for b")
-            uid = entries[0][b"uid"].decode()
+            uid = entries[0]["uid"]
             answer = {"id": msg_id, "result": {"data": "forged"}}
             for forged in (
                 {"uid": uid, "end": "1", "msg": json.dumps(answer)},  # unsigned
@@ -257,3 +258,49 @@ async def test_an_open_redis_is_warned_about(cluster: Cluster, agent: str) -> No
         await peer.until_routed("*", "hello")
     assert "accepts connections without a password" in cluster.agents[agent].output
     assert "cannot forge" in cluster.agents[agent].output
+
+
+async def test_a_rejected_reply_inside_an_entry_does_not_drop_the_others(
+    cluster: Cluster, redis_url: str, subprocess_env: dict[str, str]
+) -> None:
+    """One reply of an entry out of order (a copy) is rejected; the next one still counts."""
+    cluster.start("b")
+    cluster.start("a")
+    a, b = cluster.name("a"), cluster.name("b")
+    signer = Signer(CLUSTER, key=read_secret_file(cluster.secret_file))
+    writer = redis.Redis.from_url(redis_url)
+    async with cluster.peer("a") as peer:
+        await peer.until_routed(b)
+        os.kill(cluster.agents["b"].pid, signal.SIGSTOP)  # b answers nothing meanwhile
+        try:
+            msg_id = await peer.send("echo", "asked", to=b)
+            uids: list[str] = []
+
+            def queued() -> bool:
+                uids[:] = [
+                    request["uid"]
+                    for _id, fields in writer.xrange(_inbox(b))
+                    for request in json.loads(fields[b"msg"])
+                    if request["id"] == msg_id
+                ]
+                return bool(uids)
+
+            await until(queued, "queued for b")
+            answer = {"id": msg_id, "result": {"data": "second in its entry"}}
+            entry = encode_replies(
+                [
+                    Reply(uids[0], False, {"type": "out.of.order"}, b, 5),  # not seq 0: a copy
+                    Reply(uids[0], True, answer, b, 0),
+                ],
+                signer,
+                b,
+                a,
+                time.time(),
+            )
+            writer.xadd(_replies(a), entry)  # type: ignore[arg-type]
+            assert (await peer.reply(msg_id))["result"] == {"data": "second in its entry"}
+            await until(lambda: _rejected_by(subprocess_env, redis_url, a)() >= 1, "rejected")
+        finally:
+            os.kill(cluster.agents["b"].pid, signal.SIGCONT)
+            writer.close()
+        assert len(peer.replies[msg_id]) == 1  # the out-of-order message never reached it

@@ -142,7 +142,8 @@ async def measure_routed(
     ``local|routed load p50|p99`` (ms, each request's latency at
     :data:`WINDOW` in flight); ``local|routed p50|p99`` (ms, one at a time);
     ``local cpu``, ``routed cpu`` (µs of the agents' CPU per message, when
-    ``/proc`` tells). The bare exchange's streams start with ``prefix``.
+    ``/proc`` tells), and ``local|routed cpu A|B|client`` (each process's).
+    The bare exchange's streams start with ``prefix``.
     """
     count = ctx.size(10_000, 3_000)
     trips = ctx.size(1_000, 300)
@@ -160,6 +161,9 @@ async def measure_routed(
         with ctx.agent(*options) as agent_a, ctx.agent(*options) as agent_b:
             b_name = agent_b.url.removeprefix("ws://")
             cpu_local, cpu_routed = _Cpu([agent_a.pid]), _Cpu([agent_a.pid, agent_b.pid])
+            # Each process apart: A, B, and the client (this process).
+            apart = {"A": agent_a.pid, "B": agent_b.pid, "client": os.getpid()}
+            cpu_apart = {who: _Cpu([pid]) for who, pid in apart.items()}
             async with Client(agent_a.url, agent_a.token) as client:
                 requests = Requests(client)
                 try:
@@ -176,8 +180,12 @@ async def measure_routed(
                         ):
                             requests.latencies.clear()
                             cpu.start()
+                            for each in cpu_apart.values():
+                                each.start()
                             add(f"{kind} rate", await requests.throughput(count, to))
                             add(f"{kind} cpu", cpu.per_message(count))
+                            for who, each in cpu_apart.items():
+                                add(f"{kind} cpu {who}", each.per_message(count))
                             add(f"{kind} load p50", percentile(requests.latencies, 50) * 1000)
                             add(f"{kind} load p99", percentile(requests.latencies, 99) * 1000)
                         add("bare rate", await bare.run(count))
@@ -229,4 +237,19 @@ def routed_comparisons(series: dict[str, list[float]], where: str) -> list[Compa
                 baseline_name="A and B together (routed) vs A alone (local), from /proc",
             )
         )
+    # Each process apart; B does nothing for a local echo: its figure is set beside A's.
+    for who, beside in (("A", "A"), ("B", "A"), ("client", "client")):
+        routed_series, beside_series = f"routed cpu {who}", f"local cpu {beside}"
+        if routed_series in series and beside_series in series:
+            comparisons.append(
+                Comparison(
+                    figure=Figure(
+                        f"{who}'s CPU per routed echo", "µs", series[routed_series], False
+                    ),
+                    baseline=Figure(
+                        f"{beside}'s CPU per local echo", "µs", series[beside_series], False
+                    ),
+                    baseline_name=f"{beside}'s CPU per local echo, from /proc",
+                )
+            )
     return comparisons
