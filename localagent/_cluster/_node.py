@@ -44,6 +44,7 @@ from ._entries import (
 from ._forwarding import TIMEOUT, UNAVAILABLE, Forwarder
 from ._inbox import UNREACHABLE, Inbox, RemoteSender
 from ._names import Address, Keys, parse_address, safe_url
+from ._retry import Backoff, raise_if_cancelled
 from ._signing import MAX_AGE_SECONDS, MAX_SKEW_SECONDS, Signer
 
 if TYPE_CHECKING:
@@ -75,20 +76,6 @@ BLOCK_SECONDS: Final = 1.0
 TRIM_SECONDS: Final = 5.0
 #: Seconds between two log lines about rejected entries (the others are counted).
 REJECT_LOG_SECONDS: Final = 10.0
-
-
-class _Backoff:
-    """Waits growing from 0.1 s to 2 s between attempts while Redis is away."""
-
-    def __init__(self) -> None:
-        self.delay = 0.0
-
-    async def wait(self) -> None:
-        self.delay = min(2.0, max(0.1, self.delay * 2))
-        await asyncio.sleep(self.delay)
-
-    def reset(self) -> None:
-        self.delay = 0.0
 
 
 class ClusterNode:
@@ -162,6 +149,7 @@ class ClusterNode:
             self.name = url.removeprefix("ws://")
         name = self.name
         await self._detect_mode()
+        raise_if_cancelled()
         logger.info("joining cluster %r as agent %r", self.keys.cluster, name)
         loops = [
             self._warn_if_open(),
@@ -182,12 +170,13 @@ class ClusterNode:
         """Ask the Redis whether it is a Redis Cluster (until it answers); if so, use one."""
         from .._redis_cluster import is_cluster
 
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             try:
                 found = await is_cluster(self.url)
                 break
             except self.errors as exc:
+                raise_if_cancelled()
                 if backoff.delay == 0.0:
                     logger.warning(
                         "cluster: Redis at %s is unavailable (%s); retrying",
@@ -221,7 +210,7 @@ class ClusterNode:
         A failure after a long healthy run starts a new outage: the backoff
         restarts from its shortest wait, and the outage is logged once.
         """
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             started = time.monotonic()
             try:
@@ -246,6 +235,7 @@ class ClusterNode:
                     logger.exception("cluster %s failed; retrying", what)
             except Exception:
                 logger.exception("cluster %s failed; retrying", what)
+            raise_if_cancelled()
             await backoff.wait()
 
     async def _expire(self) -> None:
