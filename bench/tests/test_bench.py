@@ -35,6 +35,10 @@ from localagent.testing import free_port
 #: A quick run of every area takes a few minutes with every plugin installed; this stops a hang.
 RUN_TIMEOUT = 600
 
+#: The session's bench run is set up inside the first test that needs it, so that test may take
+#: the run's whole time; the suite's 120 s per-test limit would cut it short.
+pytestmark = pytest.mark.timeout(RUN_TIMEOUT + 60)
+
 
 @attrs.frozen
 class BenchRun:
