@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -128,6 +129,7 @@ class RemoteSender(ConnectionBase):
         "remote_address",
         "request",
         "sent",
+        "started",
         "state",
     )
 
@@ -144,6 +146,7 @@ class RemoteSender(ConnectionBase):
         self.state = peer.state  # shared by the sender's requests
         self.answered = False
         self.sent = 0  # replies written so far: the next one's seq
+        self.started = False  # whether its handler ran at all (see Inbox._handled)
         self.send_path: SendFunc = self._send
         self._close_callbacks: list[CloseCallback] = []
         self._report = None
@@ -258,12 +261,12 @@ class Inbox:
                 if peer is None:
                     peer = self._peers[request.sender] = RemotePeer(request.sender)
                 await self._handling.acquire()
-                handle = self._handle(request, entry, peer, check_handled=check)
-                task = asyncio.get_running_loop().create_task(handle)
+                sender = RemoteSender(self, request, entry, peer)
+                task = asyncio.get_running_loop().create_task(self._handle(sender, check))
                 node.runtime.in_flight.add(task)  # a graceful shutdown waits for it
                 node.tasks.add(task)
                 peer.tasks.add(task)
-                task.add_done_callback(self._handled)
+                task.add_done_callback(partial(self._handled, sender))
 
     def _settle(self, entry: _Entry) -> None:
         """One request of ``entry`` is done with: the last one acknowledges the entry."""
@@ -273,10 +276,30 @@ class Inbox:
             assert node.name is not None
             node.pipe.fire_last(("XACK", node.keys.inbox(node.name), node.keys.group), [entry.id])
 
-    def _handled(self, task: asyncio.Task[None]) -> None:
+    def _handled(self, sender: RemoteSender, task: asyncio.Task[None]) -> None:
+        """A handler's task ended, whether or not its coroutine ever ran.
+
+        A task cancelled before its first step (its sender went away in the
+        read that brought the request) never enters :meth:`_handle`: its slot,
+        and its entry like that of a request cancelled while running, are
+        settled here.
+        """
         node = self.node
         node.runtime.in_flight.discard(task)
         node.tasks.discard(task)
+        sender.peer.tasks.discard(task)
+        self._handling.release()
+        if not sender.started and sender.peer.cancelled:
+            self._cancelled(sender)
+
+    def _cancelled(self, sender: RemoteSender) -> None:
+        """Its sender went away: the request counts as handled and nothing is sent back."""
+        node = self.node
+        assert node.name is not None
+        node.pipe.fire(
+            "SET", node.keys.done(node.name, sender.request.uid), 1, "NX", "EX", DONE_SECONDS
+        )
+        self._settle(sender.entry)
 
     async def _cancel(self, sender: str) -> None:
         """``sender`` went away: cancel its requests running here, run its close callbacks."""
@@ -313,9 +336,7 @@ class Inbox:
             )
         return left
 
-    async def _handle(
-        self, request: Request, entry: _Entry, peer: RemotePeer, *, check_handled: bool
-    ) -> None:
+    async def _handle(self, sender: RemoteSender, check_handled: bool) -> None:
         """Handle one message from the inbox and send its reply back to the sender.
 
         With ``check_handled`` (signed before this node started), a request that
@@ -324,7 +345,8 @@ class Inbox:
         nothing is sent back.
         """
         node = self.node
-        sender = RemoteSender(self, request, entry, peer)
+        sender.started = True
+        request, entry, peer = sender.request, sender.entry, sender.peer
         name = node.name or ""
         try:
             if check_handled and await self._exists(node.keys.done(name, request.uid)):
@@ -357,11 +379,8 @@ class Inbox:
         except asyncio.CancelledError:
             if not peer.cancelled:
                 raise  # the agent is stopping: the entry stays pending, handled after a restart
-            done = node.keys.done(name, request.uid)
-            node.pipe.fire("SET", done, 1, "NX", "EX", DONE_SECONDS)
-            self._settle(entry)
+            self._cancelled(sender)
         finally:
-            self._handling.release()
             await sender.run_close_callbacks()
             peer.tasks.discard(asyncio.current_task())
             if not peer.tasks and self._peers.get(peer.id) is peer:

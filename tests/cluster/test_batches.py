@@ -15,8 +15,9 @@ from pathlib import Path
 
 import redis
 
-from localagent._cluster._entries import Request
+from localagent._cluster._entries import Request, encode_requests
 from localagent._cluster._forwarding import Forwarder
+from localagent._cluster._inbox import CANCEL_TYPE
 from localagent._cluster._replay import ReplayGuard
 from localagent._cluster._signing import Signer, read_secret_file
 
@@ -144,3 +145,33 @@ def test_the_requests_of_one_process_share_a_token_and_count_up() -> None:
     for _ in range(1000):
         assert guard.check(forwarder.next_uid(), 0.0) is True
     assert len(guard) == 1
+
+
+async def test_a_request_cancelled_in_the_entry_that_brings_it_is_settled(
+    cluster: Cluster, redis_url: str
+) -> None:
+    # A sender that goes away right after sending: its request and its
+    # cluster.cancel arrive in one read, so the request's handler is cancelled
+    # before it ever ran. The entry must still be acknowledged (and the slot
+    # the handler held given back), or it stays pending for good.
+    cluster.start("b")
+    cluster.start("a")
+    a, b = cluster.name("a"), cluster.name("b")
+    signer = Signer(CLUSTER, key=read_secret_file(cluster.secret_file))
+    async with cluster.peer("a") as peer:
+        await peer.until_routed(b)
+        now = time.time()
+        sender = f"{a}/c99"
+        set_key = {"key": "never-set", "value": 1}
+        request = Request("gone-1", sender, b, "m1", "kv.set", set_key, now)
+        cancel = Request("gone-2", sender, b, None, CANCEL_TYPE, None, now)
+        writer = redis.Redis.from_url(redis_url)
+        try:
+            fields = encode_requests([request, cancel], signer, a, b, now)
+            writer.xadd(_inbox(b), fields)  # type: ignore[arg-type]
+            pending = lambda: writer.xpending(_inbox(b), CLUSTER)["pending"]  # noqa: E731
+            await until(lambda: pending() == 0, "the entry acknowledged")
+        finally:
+            writer.close()
+        reply = await peer.request("kv.get", {"key": "never-set"}, to=b)
+        assert reply["result"]["found"] is False  # cancelled before it ran
