@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import TypeVar
 
 import anyio
 
 from ._bridge import AgentLink
 from ._server import BridgeServer
 
-__all__ = ["run", "serve_stdio"]
+__all__ = ["run", "run_on_loop", "serve_stdio"]
+
+T = TypeVar("T")
 
 
 def _version() -> str:
@@ -39,12 +44,30 @@ async def serve_stdio(
         await link.aclose()
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (a tool call's loop turns cost less), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_on_loop(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main`` with anyio on asyncio, on uvloop where it is installed.
+
+    ``anyio.run(..., backend="asyncio")`` alone runs asyncio's default loop
+    whatever is installed: the loop must be asked for.
+    """
+    return anyio.run(main, backend="asyncio", backend_options={"loop_factory": _loop_factory()})
+
+
 def run(*, url: str | None = None, poll: float = 2.0, timeout: float | None = None) -> None:
-    """Run :func:`serve_stdio` on asyncio; log to stderr (stdout carries MCP)."""
+    """Run :func:`serve_stdio`; log to stderr (stdout carries MCP)."""
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.WARNING,
         format="localagent mcp: %(levelname)s: %(message)s",
     )
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(lambda: serve_stdio(url=url, poll=poll, timeout=timeout), backend="asyncio")
+        run_on_loop(lambda: serve_stdio(url=url, poll=poll, timeout=timeout))
