@@ -14,6 +14,7 @@ import anyio
 
 from ._bridge import AgentLink
 from ._server import BridgeServer
+from ._stdio import Wire, claimed_stdio, stdio_streams
 
 __all__ = ["run", "run_on_loop", "serve_stdio"]
 
@@ -28,15 +29,28 @@ def _version() -> str:
 
 
 async def serve_stdio(
-    *, url: str | None = None, poll: float = 2.0, timeout: float | None = None
+    *,
+    url: str | None = None,
+    poll: float = 2.0,
+    timeout: float | None = None,
+    wire: Wire | None = None,
 ) -> None:
-    """Serve MCP on this process's stdin and stdout until the host closes them."""
-    from mcp.server.stdio import stdio_server
+    """Serve MCP on this process's stdin and stdout until the host closes them.
 
+    Args:
+        wire: The descriptors claimed by :func:`~._stdio.claimed_stdio` (``None``:
+            claimed here, for the time of the call).
+    """
+    if wire is None:
+        with claimed_stdio() as claimed:
+            return await serve_stdio(url=url, poll=poll, timeout=timeout, wire=claimed)
     link = AgentLink(url)
     bridge = BridgeServer(link, poll=poll, timeout=timeout, version=_version())
     try:
-        async with stdio_server() as (read_stream, write_stream), anyio.create_task_group() as tg:
+        async with (
+            stdio_streams(wire) as (read_stream, write_stream),
+            anyio.create_task_group() as tg,
+        ):
             tg.start_soon(bridge.watch)
             await bridge.server.run(read_stream, write_stream, bridge.initialization_options())
             tg.cancel_scope.cancel()  # the host closed stdin: stop watching
@@ -69,5 +83,6 @@ def run(*, url: str | None = None, poll: float = 2.0, timeout: float | None = No
         level=logging.WARNING,
         format="localagent mcp: %(levelname)s: %(message)s",
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        run_on_loop(lambda: serve_stdio(url=url, poll=poll, timeout=timeout))
+    # Claimed before the loop exists: it also opens fds 0-2 if closed, which libuv requires.
+    with claimed_stdio() as wire, contextlib.suppress(KeyboardInterrupt):
+        run_on_loop(lambda: serve_stdio(url=url, poll=poll, timeout=timeout, wire=wire))
