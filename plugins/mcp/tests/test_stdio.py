@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import pty
+import socket
 import subprocess
 import sys
 import tty
@@ -67,15 +68,21 @@ def env(agent: Server, localagent_config_dir: Path) -> dict[str, str]:
 class RawBridge:
     """A bridge subprocess with its stdin and stdout as pipes, spoken to line by line."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        stdout: asyncio.StreamReader | None = None,
+        stdin: asyncio.StreamWriter | None = None,
+    ) -> None:
         self.process = process
-        assert process.stdout is not None
-        self.stdout = process.stdout
+        self._stdin = stdin or process.stdin
+        assert (stdout or process.stdout) is not None
+        self.stdout = stdout or process.stdout
 
     @property
     def stdin(self) -> asyncio.StreamWriter:
-        assert self.process.stdin is not None, "stdin is no pipe"
-        return self.process.stdin
+        assert self._stdin is not None, "stdin is no pipe"
+        return self._stdin
 
     async def send(self, *messages: dict[str, Any] | bytes) -> None:
         self.stdin.write(_lines(*messages))
@@ -182,6 +189,31 @@ async def test_requests_from_a_regular_file_are_all_answered_before_it_exits(
     assert replies[None]["error"]["code"] == -32700
     assert replies[1]["result"]["structuredContent"] == {"data": {"n": 1}}
     assert replies[3]["result"]["structuredContent"] == {"found": True, "value": "from a file"}
+
+
+@pytest.mark.parametrize("stdin", ["pipe", "file"])
+async def test_a_thousand_requests_at_once_are_all_answered(
+    env: dict[str, str], tmp_path: Path, stdin: str
+) -> None:
+    """More than the bridge queues before it stops reading stdin, and reads on after."""
+    pings = [{"jsonrpc": "2.0", "id": n, "method": "ping"} for n in range(1, 1001)]
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(_lines(INITIALIZE, INITIALIZED, *pings))
+    with requests.open("rb") as file:
+        process = await asyncio.create_subprocess_exec(
+            *BRIDGE,
+            stdin=subprocess.PIPE if stdin == "pipe" else file,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        with anyio.fail_after(60):
+            stdout, _ = await process.communicate(
+                requests.read_bytes() if stdin == "pipe" else None
+            )
+    assert process.returncode == 0
+    replies = [json.loads(line) for line in stdout.splitlines()]
+    assert sorted(reply["id"] for reply in replies) == list(range(1001))  # each once
+    assert all(reply["result"] == {} for reply in replies[1:])
 
 
 async def test_stdin_from_dev_null_ends_cleanly(env: dict[str, str]) -> None:
@@ -321,3 +353,35 @@ async def test_a_pty_as_stdin(env: dict[str, str]) -> None:
     finally:
         os.close(controller)  # the terminal hangs up: the bridge reads EIO, as end of input
     assert await _exit_code(process) == 0
+
+
+@pytest.mark.parametrize("sockets", ["one socket both ways", "a socket each"])
+async def test_sockets_as_stdin_and_stdout(env: dict[str, str], sockets: str) -> None:
+    """What a host on Node.js or libuv gives its child: Unix sockets, not pipes."""
+    ours_in, theirs_in = socket.socketpair()
+    if sockets == "one socket both ways":
+        ours_out, theirs_out = ours_in, theirs_in
+    else:
+        ours_out, theirs_out = socket.socketpair()
+    process = await asyncio.create_subprocess_exec(
+        *BRIDGE, stdin=theirs_in, stdout=theirs_out, env=env
+    )
+    theirs_in.close()
+    theirs_out.close()
+    reader, out_writer = await asyncio.open_unix_connection(sock=ours_out)
+    writer = out_writer  # kept: a StreamWriter closes its socket when collected
+    if ours_in is not ours_out:
+        writer = (await asyncio.open_unix_connection(sock=ours_in))[1]
+    bridge = RawBridge(process, reader, writer)
+    try:
+        await bridge.initialize()
+        await bridge.send(_call(1, "echo", {"over": sockets}))
+        assert (await bridge.reply(1))["result"]["structuredContent"] == {"data": {"over": sockets}}
+        writer.write_eof()  # half-closed: the bridge reads end of input
+        assert await _exit_code(process) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        ours_in.close()
+        ours_out.close()

@@ -7,10 +7,11 @@ a child process) lands on stderr and cannot corrupt the JSON-RPC stream. fds
 0-2 closed at start are opened on ``/dev/null`` first (libuv asserts otherwise).
 
 :func:`stdio_streams` then reads the private stdin with the loop's
-``connect_read_pipe`` (a thread for a regular file, a tty or ``/dev/null``:
-:mod:`._stdio_files`), splits it into messages (:mod:`._framing`) and hands
-them to the SDK's ``Server.run`` through an anyio memory stream; the server's
-replies are written straight to the private stdout. A line that is no message
+``connect_read_pipe`` (pipes and sockets; a thread for a regular file, a tty or
+``/dev/null``: :mod:`._stdio_files`), splits it into messages (:mod:`._framing`)
+and hands them to the SDK's ``Server.run`` through an anyio memory stream; the
+server's replies are written straight to the private stdout (``connect_write_pipe``
+for a pipe, a write-only transport for a socket, plain writes for a file). A line that is no message
 is answered with its JSON-RPC error at once. At the end of stdin, requests
 still being answered get ``EOF_GRACE`` seconds to send their responses
 before the server is told the input ended (it cancels what is left).
@@ -33,7 +34,7 @@ import mcp_types as types
 from mcp.shared.message import SessionMessage
 
 from ._framing import LineDecoder, encode
-from ._stdio_files import BlockingWriter, ThreadReader
+from ._stdio_files import BlockingWriter, SocketWriter, ThreadReader
 
 __all__ = ["EOF_GRACE", "Wire", "claimed_stdio", "stdio_streams"]
 
@@ -89,9 +90,10 @@ def claimed_stdio() -> Iterator[Wire]:
         os.close(wire.write_fd)
 
 
-def _is_pipe(fd: int) -> bool:
+def _kind(fd: int) -> str:
+    """``"pipe"``, ``"socket"`` or ``"file"`` (a regular file, a tty, ``/dev/null``)."""
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    return "pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "file"
 
 
 class _InFlight:
@@ -192,6 +194,7 @@ class _Inbox(asyncio.Protocol):
         self._transport: asyncio.ReadTransport | None = None
         self._paused = False
         self._ending: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- the protocol: called by the loop (or the reader thread, through the loop) --
 
@@ -231,7 +234,7 @@ class _Inbox(asyncio.Protocol):
 
     def end(self, grace: float) -> None:
         """No more input: after ``grace`` seconds at most for the calls in flight, close."""
-        if self._ending is None:
+        if self._ending is None and not self._closed:
             self._ending = asyncio.get_running_loop().create_task(self._end_after(grace))
 
     async def _end_after(self, grace: float) -> None:
@@ -272,6 +275,7 @@ class _Inbox(asyncio.Protocol):
         await self.aclose()
 
     def close(self) -> None:
+        self._closed = True
         self._send.close()
         self._receive.close()
         if self._ending is not None:
@@ -288,14 +292,17 @@ async def stdio_streams(
     outbox = _Outbox(in_flight)
     # Each transport gets its own copy of the descriptor: it closes it when done.
     write_fd = os.dup(wire.write_fd)
-    if _is_pipe(write_fd):
-        await loop.connect_write_pipe(lambda: outbox, os.fdopen(write_fd, "wb", buffering=0))
-    else:
-        BlockingWriter(write_fd, outbox)
+    match _kind(write_fd):
+        case "pipe":
+            await loop.connect_write_pipe(lambda: outbox, os.fdopen(write_fd, "wb", buffering=0))
+        case "socket":
+            SocketWriter(loop, write_fd, outbox)
+        case _:
+            BlockingWriter(write_fd, outbox)
     inbox = _Inbox(outbox, in_flight, eof_grace)
     read_fd = os.dup(wire.read_fd)
     reader: asyncio.ReadTransport
-    if _is_pipe(read_fd):
+    if _kind(read_fd) != "file":
         reader, _ = await loop.connect_read_pipe(
             lambda: inbox, os.fdopen(read_fd, "rb", buffering=0)
         )

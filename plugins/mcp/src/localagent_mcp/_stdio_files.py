@@ -1,4 +1,4 @@
-"""Stdio that is no pipe (a regular file, a tty, ``/dev/null``): a reader thread, plain writes.
+"""Stdio the loop's pipe transports do not serve: a reader thread, plain writes, a socket writer.
 
 The event loop watches only pipes and sockets (``connect_read_pipe`` refuses a
 regular file, and epoll cannot wait on one or on ``/dev/null``; a tty is left
@@ -6,6 +6,12 @@ to a blocking read so both loops behave alike). For those, :class:`ThreadReader`
 reads the descriptor in a daemon thread and hands each piece to the same
 protocol the pipe transport would, on the loop's thread; :class:`BlockingWriter`
 writes with ``os.write`` (a file or a terminal takes a line at once).
+
+A host written with Node.js or libuv gives its child sockets, not pipes, for
+stdio. ``connect_write_pipe`` on a socket reads it to notice a hang-up, which
+breaks when the socket is stdin's too (uvloop's transport fails on the data);
+:class:`SocketWriter` only writes, and waits for the socket to take more when it
+is full.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import os
 import threading
 
-__all__ = ["BlockingWriter", "ThreadReader"]
+__all__ = ["BlockingWriter", "SocketWriter", "ThreadReader"]
 
 _CHUNK = 65536
 
@@ -113,5 +119,92 @@ class BlockingWriter(asyncio.WriteTransport):
         if self._closing:
             return
         self._closing = True
+        os.close(self._fd)
+        self._protocol.connection_lost(exc)
+
+
+class SocketWriter(asyncio.WriteTransport):
+    """Writes to socket ``fd`` (it takes it over and closes it) without ever reading it.
+
+    A write goes out at once; what the socket does not take is kept and sent
+    when it is writable again, with ``pause_writing`` / ``resume_writing`` to
+    the protocol past 64 KiB kept.
+    """
+
+    _HIGH = 64 * 1024
+    _LOW = 16 * 1024
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, fd: int, protocol: asyncio.BaseProtocol
+    ) -> None:
+        super().__init__()
+        os.set_blocking(fd, False)
+        self._loop = loop
+        self._fd = fd
+        self._protocol = protocol
+        self._buffer = bytearray()
+        self._paused = False
+        self._closing = False
+        self._closed = False
+        protocol.connection_made(self)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        if not self._buffer:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:  # EPIPE and the like: the reader is gone
+                self._finish(exc)
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+            self._loop.add_writer(self._fd, self._flush)
+        self._buffer += data
+        if not self._paused and len(self._buffer) > self._HIGH:
+            self._paused = True
+            self._protocol.pause_writing()
+
+    def _flush(self) -> None:
+        try:
+            sent = os.write(self._fd, self._buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._finish(exc)
+            return
+        del self._buffer[:sent]
+        if self._paused and len(self._buffer) <= self._LOW:
+            self._paused = False
+            self._protocol.resume_writing()
+        if not self._buffer:
+            self._loop.remove_writer(self._fd)
+            if self._closing:
+                self._finish(None)
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Close once what is kept is written."""
+        if self._closing:
+            return
+        self._closing = True
+        if not self._buffer:
+            self._finish(None)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if self._closed:
+            return
+        self._closed = self._closing = True
+        if self._buffer:
+            self._loop.remove_writer(self._fd)
+            self._buffer.clear()
         os.close(self._fd)
         self._protocol.connection_lost(exc)
