@@ -355,6 +355,37 @@ async def test_a_pty_as_stdin(env: dict[str, str]) -> None:
     assert await _exit_code(process) == 0
 
 
+async def test_a_terminal_as_stdin_and_stdout(env: dict[str, str]) -> None:
+    """``localagent mcp`` typed in a terminal: the replies are written to it too."""
+    controller, terminal = pty.openpty()
+    tty.setraw(terminal)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *BRIDGE, stdin=terminal, stdout=terminal, env=env
+        )
+    finally:
+        os.close(terminal)
+    received = b""
+
+    async def reply() -> dict[str, Any]:
+        nonlocal received
+        with anyio.fail_after(30):
+            while b"\n" not in received:
+                received += await anyio.to_thread.run_sync(os.read, controller, 65536)
+        line, received = received.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    try:
+        os.write(controller, _lines(INITIALIZE))
+        assert (await reply())["result"]["serverInfo"]["name"] == "localagent"
+        os.write(controller, _lines(INITIALIZED, _call(1, "echo", {"typed": True})))
+        assert (await reply())["result"]["structuredContent"] == {"data": {"typed": True}}
+    finally:
+        os.close(controller)
+    assert await _exit_code(process) == 0
+
+
 @pytest.mark.parametrize("sockets", ["one socket both ways", "a socket each"])
 async def test_sockets_as_stdin_and_stdout(env: dict[str, str], sockets: str) -> None:
     """What a host on Node.js or libuv gives its child: Unix sockets, not pipes."""
