@@ -250,6 +250,29 @@ async def test_started_with_stderr_closed_it_serves(env: dict[str, str]) -> None
         assert await _exit_code(bridge.process) == 0
 
 
+# serve_stdio as a library, on asyncio's own loop (the transport on both loops).
+SERVE_ON_ASYNCIO = """
+import asyncio
+from localagent_mcp import serve_stdio
+async def main():
+    assert type(asyncio.get_running_loop()).__module__.startswith("asyncio")
+    await serve_stdio(poll=0)
+asyncio.run(main())
+"""
+
+
+async def test_serve_stdio_on_asyncios_own_loop(env: dict[str, str]) -> None:
+    async with raw_bridge(env, [PYTHON, "-c", SERVE_ON_ASYNCIO]) as bridge:
+        await bridge.initialize()
+        await bridge.send(b"{oops\n", _call(1, "echo", {"loop": "asyncio"}))
+        assert (await bridge.receive())["error"]["code"] == -32700
+        assert (await bridge.reply(1))["result"]["structuredContent"] == {
+            "data": {"loop": "asyncio"}
+        }
+        bridge.stdin.close()
+        assert await _exit_code(bridge.process) == 0
+
+
 # A library that prints while the bridge serves: each tool result is preceded by a print
 # and a raw write to fd 1, the protocol's descriptor at start.
 NOISY_BRIDGE = """

@@ -14,7 +14,7 @@ import anyio
 
 from ._bridge import AgentLink
 from ._server import BridgeServer
-from ._stdio import Wire, claimed_stdio, stdio_streams
+from ._stdio import Wire, claimed_stdio, server_streams
 
 __all__ = ["run", "run_on_loop", "serve_stdio"]
 
@@ -41,14 +41,11 @@ async def serve_stdio(
         wire: The descriptors claimed by :func:`~._stdio.claimed_stdio` (``None``:
             claimed here, for the time of the call).
     """
-    if wire is None:
-        with claimed_stdio() as claimed:
-            return await serve_stdio(url=url, poll=poll, timeout=timeout, wire=claimed)
     link = AgentLink(url)
     bridge = BridgeServer(link, poll=poll, timeout=timeout, version=_version())
     try:
         async with (
-            stdio_streams(wire) as (read_stream, write_stream),
+            server_streams(wire) as (read_stream, write_stream),
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(bridge.watch)

@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Final, cast
@@ -33,10 +34,10 @@ import attrs
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
-from ._framing import LineDecoder, encode
+from ._framing import Decoded, LineDecoder, encode
 from ._stdio_files import BlockingWriter, SocketWriter, ThreadReader
 
-__all__ = ["EOF_GRACE", "Wire", "claimed_stdio", "stdio_streams"]
+__all__ = ["EOF_GRACE", "Wire", "claimed_stdio", "server_streams", "stdio_streams"]
 
 #: Seconds the requests in flight at the end of stdin may take to answer.
 EOF_GRACE: Final = 1.5
@@ -71,8 +72,15 @@ def open_closed_std_fds() -> None:
 
 
 @contextlib.contextmanager
-def claimed_stdio() -> Iterator[Wire]:
-    """Move stdin and stdout to private descriptors while serving; put them back after."""
+def claimed_stdio() -> Iterator[Wire | None]:
+    """Move stdin and stdout to private descriptors while serving; put them back after.
+
+    On Windows it does nothing and gives ``None``: :func:`server_streams` uses
+    the SDK's transport there, which claims the handles itself.
+    """
+    if sys.platform == "win32":
+        yield None
+        return
     open_closed_std_fds()
     wire = Wire(os.dup(0), os.dup(1))
     null = os.open(os.devnull, os.O_RDONLY)
@@ -212,9 +220,10 @@ class _Inbox(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.end(self._eof_grace)
 
-    def _deliver(self, decoded: list[Any]) -> None:
+    def _deliver(self, decoded: list[Decoded]) -> None:
         for message, error in decoded:
-            if error is not None:
+            if message is None:  # no message: its error reply goes straight back
+                assert error is not None
                 self._outbox.write(error)
                 continue
             if isinstance(message, types.JSONRPCRequest):
@@ -317,6 +326,26 @@ async def stdio_streams(
         reader.close()
         inbox.close()
         await outbox.flush_and_close(timeout=2.0)
+
+
+@contextlib.asynccontextmanager
+async def server_streams(wire: Wire | None = None) -> AsyncIterator[tuple[Any, Any]]:
+    """The streams of ``Server.run`` on this process's stdio (``wire``: already claimed).
+
+    On Windows the loop cannot wait on inherited stdio handles: the SDK's own
+    ``stdio_server`` (a thread per direction) serves there, as before.
+    """
+    if sys.platform == "win32":
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server() as streams:
+            yield streams
+        return
+    with contextlib.ExitStack() as claim:
+        wire = wire or claim.enter_context(claimed_stdio())
+        assert wire is not None
+        async with stdio_streams(wire) as streams:
+            yield streams
 
 
 async def _end_when_lost(outbox: _Outbox, inbox: _Inbox) -> None:
