@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 
 __all__ = ["BlockingWriter", "SocketWriter", "ThreadReader"]
 
@@ -64,9 +65,9 @@ class ThreadReader(asyncio.ReadTransport):
         finally:
             os.close(self._fd)
 
-    def _call(self, callback: object, *args: object) -> None:
+    def _call(self, callback: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-            self._loop.call_soon_threadsafe(callback, *args)  # type: ignore[arg-type]
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def pause_reading(self) -> None:
         self._may_read.clear()
