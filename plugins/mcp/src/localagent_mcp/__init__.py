@@ -3,8 +3,9 @@
 The command comes through the ``localagent.commands`` entry point; this package's
 modules: ``_tools`` (types to tools, replies to results: pure), ``_bridge`` (the
 one connection to the agent and the catalog), ``_server`` (the MCP SDK's low-level
-server, progress, list changes), ``_main`` (stdio and the loop), ``_cli`` (the
-click command).
+server, progress, list changes), ``_framing`` (JSON-RPC lines in and out: pure),
+``_stdio`` (stdin and stdout as loop pipes, private descriptors), ``_stdio_files``
+(stdio that is no pipe), ``_main`` (the loop), ``_cli`` (the click command).
 
 The names below are imported on first use: ``localagent --help`` loads the
 command (``_cli``) and must not pay for asyncio, websockets or the MCP SDK.
