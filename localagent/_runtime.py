@@ -323,12 +323,23 @@ class AgentRuntime:
                 traffic.messages += len(items)
                 for item in items:
                     if type(item) is not Parsed:
-                        await self._reject(connection, item)  # type: ignore[arg-type]
+                        # No coroutine of its own, nor _reply()'s for a frame encoded once.
+                        reply = self._rejection_reply(connection, item)  # type: ignore[arg-type]
+                        if type(reply) is bytes:
+                            await connection.send_frame(reply)
+                        else:
+                            await self._reply(connection, None, reply)
                         continue
                     try:
                         result = dispatch(connection, item)
                     except HandlerFailed as failed:
-                        await self._fail(connection, item, failed)
+                        # _fail(), inlined: two coroutines fewer per failure (its own and
+                        # _reply()'s) when the reply is a frame encoded once.
+                        reply = self._failure_reply(connection, item, failed)
+                        if type(reply) is bytes:
+                            await connection.send_frame(reply)
+                        else:
+                            await self._reply(connection, item, reply)
                         continue
                     if type(result) is CoroutineType:  # is_pending(), inlined
                         # Async handler: finish it in a task so the next message is
@@ -466,6 +477,12 @@ class AgentRuntime:
         await connection.send_frame(_codec.dumps(reply))
 
     async def _fail(self, connection: Replying, message: Message, failed: HandlerFailed) -> None:
+        await self._reply(connection, message, self._failure_reply(connection, message, failed))
+
+    def _failure_reply(
+        self, connection: Replying, message: Message, failed: HandlerFailed
+    ) -> dict[str, Any] | bytes:
+        """Count, log and report a handler's failure; return the error reply to send."""
         self.traffic.errors += 1
         error = failed.error
         if isinstance(error, SystemExit):
@@ -478,13 +495,16 @@ class AgentRuntime:
         if self.errors.reports():  # on_error, and what it chose; nothing to build without one
             where = ErrorContext("message", failed.plugin, connection, message)
             error = self.report(error, where) or error
-        await self._reply(connection, message, self.errors.reply(connection, message.id, error))
+        return self.errors.reply(connection, message.id, error)
 
-    async def _reject(self, connection: WebSocketConnection, invalid: Invalid) -> None:
+    def _rejection_reply(
+        self, connection: WebSocketConnection, invalid: Invalid
+    ) -> dict[str, Any] | bytes:
+        """Count, log and report bad input; return the error reply to send."""
         self.traffic.errors += 1
         self.errors.bad_input(connection, invalid)
         error: MessageError | Invalid = invalid  # a MessageError only for on_error
         if self.errors.reports():
             error = MessageError(invalid.code, invalid.reason)
             error = self.report(error, ErrorContext("message", connection=connection)) or error
-        await self._reply(connection, None, self.errors.reply(connection, invalid.id, error))
+        return self.errors.reply(connection, invalid.id, error)
