@@ -330,6 +330,37 @@ class ErrorPath:
         """:func:`report`, with a failing ``on_error`` logged through :attr:`log`."""
         return report(self.on_error(), error, context, self.log)
 
+    def failed(
+        self, connection: Any, message: Message, plugin: str | None, error: BaseException
+    ) -> dict[str, Any] | bytes:
+        """Log and report a handler's failure; return the error reply (see :meth:`reply`).
+
+        Raises:
+            BaseException: ``error`` itself when it is not an ``Exception``
+                (``CancelledError``, ``KeyboardInterrupt``: not ours to swallow).
+        """
+        if isinstance(error, SystemExit):
+            # sys.exit() in a handler is a plugin bug, not a request to stop the agent.
+            error = RuntimeError(f"the handler called sys.exit({error.code!r})")
+        if not isinstance(error, Exception):
+            raise error
+        if not isinstance(error, MessageError):
+            self.handler_failed(message, plugin, error)
+        if self.reports():  # on_error, and what it chose; nothing to build without one
+            error = (
+                self.report(error, ErrorContext("message", plugin, connection, message)) or error
+            )
+        return self.reply(connection, message.id, error)
+
+    def rejected(self, connection: Connection, invalid: Invalid) -> dict[str, Any] | bytes:
+        """Log and report bad input; return the error reply (see :meth:`reply`)."""
+        self.bad_input(connection, invalid)
+        error: MessageError | Invalid = invalid  # a MessageError only for on_error
+        if self.reports():
+            error = MessageError(invalid.code, invalid.reason)
+            error = self.report(error, ErrorContext("message", connection=connection)) or error
+        return self.reply(connection, invalid.id, error)
+
     def handler_failed(self, message: Message, plugin: str | None, error: Exception) -> None:
         """Log that a handler raised ``error`` (not a ``MessageError``: that is an answer)."""
         key = (plugin, message.type, type(error))

@@ -34,7 +34,7 @@ from ._failures import ErrorContext, ErrorPath, error_parts
 from ._lifecycle import PluginLifecycle
 from ._plugins import LoadedPlugins
 from ._pressure import TRY_AGAIN_LATER, Pressure
-from ._protocol import INTERNAL_ERROR, Invalid, error_reply, parse_frame
+from ._protocol import INTERNAL_ERROR, error_reply, parse_frame
 from ._protocol import Message as Parsed
 from ._routes import LOADING_PLUGIN, RouteTable
 from ._stores import open_store
@@ -324,7 +324,8 @@ class AgentRuntime:
                 for item in items:
                     if type(item) is not Parsed:
                         # No coroutine of its own, nor _reply()'s for a frame encoded once.
-                        reply = self._rejection_reply(connection, item)  # type: ignore[arg-type]
+                        self.traffic.errors += 1
+                        reply = self.errors.rejected(connection, item)  # type: ignore[arg-type]
                         if type(reply) is bytes:
                             await connection.send_frame(reply)
                         else:
@@ -482,29 +483,6 @@ class AgentRuntime:
     def _failure_reply(
         self, connection: Replying, message: Message, failed: HandlerFailed
     ) -> dict[str, Any] | bytes:
-        """Count, log and report a handler's failure; return the error reply to send."""
+        """Count a handler's failure; the error reply to send (:meth:`ErrorPath.failed`)."""
         self.traffic.errors += 1
-        error = failed.error
-        if isinstance(error, SystemExit):
-            # sys.exit() in a handler is a plugin bug, not a request to stop the agent.
-            error = RuntimeError(f"the handler called sys.exit({error.code!r})")
-        if not isinstance(error, Exception):
-            raise error  # CancelledError, KeyboardInterrupt: not ours to swallow
-        if not isinstance(error, MessageError):
-            self.errors.handler_failed(message, failed.plugin, error)
-        if self.errors.reports():  # on_error, and what it chose; nothing to build without one
-            where = ErrorContext("message", failed.plugin, connection, message)
-            error = self.report(error, where) or error
-        return self.errors.reply(connection, message.id, error)
-
-    def _rejection_reply(
-        self, connection: WebSocketConnection, invalid: Invalid
-    ) -> dict[str, Any] | bytes:
-        """Count, log and report bad input; return the error reply to send."""
-        self.traffic.errors += 1
-        self.errors.bad_input(connection, invalid)
-        error: MessageError | Invalid = invalid  # a MessageError only for on_error
-        if self.errors.reports():
-            error = MessageError(invalid.code, invalid.reason)
-            error = self.report(error, ErrorContext("message", connection=connection)) or error
-        return self.errors.reply(connection, invalid.id, error)
+        return self.errors.failed(connection, message, failed.plugin, failed.error)
