@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 from localagent_hookspecs import Connection, Message, MessageError, Stage
-from pluggy import PluginManager
+from pluggy import HookImpl
 
 from . import _codec
 from ._connection import WebSocketConnection
@@ -29,6 +28,7 @@ __all__ = [
     "ErrorPath",
     "ErrorReplies",
     "FailureLog",
+    "OnError",
     "error_parts",
     "error_reply_for",
     "report",
@@ -45,14 +45,52 @@ LOG_INTERVAL = 10.0
 MAX_CACHED_ERRORS = 512
 
 
-@attrs.frozen
-class ErrorContext:
-    """Where a failure happened (see :class:`localagent_hookspecs.ErrorContext`)."""
+class ErrorContext(NamedTuple):
+    """Where a failure happened (see :class:`localagent_hookspecs.ErrorContext`).
+
+    A named tuple: one is built for each failure that a plugin's ``on_error``
+    sees, and a tuple costs a fraction of a class instance to build.
+    """
 
     stage: Stage
     plugin: str | None = None
     connection: Connection | None = None
     message: Message | None = None
+
+
+class OnError(NamedTuple):
+    """One ``on_error`` implementation, ready to call with ``(error, context)``.
+
+    Attributes:
+        plugin: The name of its plugin (for the log, when it raises).
+        call: The implementation, adapted to take ``(error, context)``.
+    """
+
+    plugin: str | None
+    call: Callable[[BaseException, ErrorContext], Any]
+
+
+def _on_error(pm: Any) -> tuple[OnError, ...]:
+    """The ``on_error`` implementations of ``pm``'s plugins, in pluggy's call order."""
+    return tuple(
+        OnError(pm.get_name(impl.plugin), _positional(impl))
+        for impl in reversed(pm.hook.on_error.get_hookimpls())
+    )
+
+
+def _positional(impl: HookImpl) -> Callable[[BaseException, ErrorContext], Any]:
+    """Adapt an implementation to ``(error, context)``; it may take fewer arguments."""
+    function = impl.function
+    names = tuple(impl.argnames)
+    if names == ("error", "context"):
+        return function
+    if names == ("error",):
+        return lambda error, context: function(error)
+    if names == ("context",):
+        return lambda error, context: function(context)
+    if names == ("context", "error"):
+        return lambda error, context: function(context, error)
+    return lambda error, context: function()
 
 
 def error_parts(error: BaseException) -> tuple[str, str, Any]:
@@ -95,23 +133,22 @@ class ErrorReplies:
 
 
 def report(
-    pm: PluginManager,
+    on_error: tuple[OnError, ...],
     error: BaseException,
     context: ErrorContext,
     failures: FailureLog | None = None,
 ) -> MessageError | None:
-    """Send ``error`` through ``on_error``; return the reply a plugin chose, if any.
+    """Send ``error`` through the ``on_error`` implementations; return the reply a
+    plugin chose, if any.
 
     Implementations are called one at a time, in pluggy's order, so one that
     raises is logged (through ``failures`` when given: rate-limited) and the
     next still sees the failure.
     """
-    for impl in reversed(pm.hook.on_error.get_hookimpls()):
-        arguments = {"error": error, "context": context}
+    for name, call in on_error:
         try:
-            chosen = impl.function(*(arguments[name] for name in impl.argnames))
+            chosen = call(error, context)
         except Exception as exc:
-            name = pm.get_name(impl.plugin)
             if failures is None:
                 logger.exception("on_error of plugin %r failed", name)
             else:
@@ -261,7 +298,9 @@ class ErrorPath:
     """What the runtime does with a failure before it replies, at the least cost.
 
     ``on_error`` runs only when a plugin implements it (nothing is built for
-    it otherwise); the log is a :class:`FailureLog`; error replies come from
+    it otherwise); the implementations are looked up once per plugin
+    generation (plugins can be enabled and disabled while the agent runs);
+    the log is a :class:`FailureLog`; error replies come from
     :class:`ErrorReplies` when the connection's send path is its own.
 
     Args:
@@ -270,21 +309,57 @@ class ErrorPath:
 
     def __init__(self, pm: Any) -> None:
         self._pm = pm
-        self._hooked = (-1, False)  # (plugin generation, any on_error?)
+        self._generation = -1
+        self._on_error: tuple[OnError, ...] = ()
         self.log = FailureLog()
         self.replies = ErrorReplies()
 
+    def on_error(self) -> tuple[OnError, ...]:
+        """The ``on_error`` implementations, in call order (looked up again when the
+        plugins change)."""
+        if self._generation != self._pm.generation:
+            self._on_error = _on_error(self._pm)
+            self._generation = self._pm.generation
+        return self._on_error
+
     def reports(self) -> bool:
-        """Whether a plugin implements ``on_error`` (asked again when the plugins change)."""
-        generation, hooked = self._hooked
-        if generation != self._pm.generation:
-            hooked = bool(self._pm.hook.on_error.get_hookimpls())
-            self._hooked = (self._pm.generation, hooked)
-        return hooked
+        """Whether a plugin implements ``on_error``."""
+        return bool(self.on_error())
 
     def report(self, error: BaseException, context: ErrorContext) -> MessageError | None:
         """:func:`report`, with a failing ``on_error`` logged through :attr:`log`."""
-        return report(self._pm, error, context, self.log)
+        return report(self.on_error(), error, context, self.log)
+
+    def failed(
+        self, connection: Any, message: Message, plugin: str | None, error: BaseException
+    ) -> dict[str, Any] | bytes:
+        """Log and report a handler's failure; return the error reply (see :meth:`reply`).
+
+        Raises:
+            BaseException: ``error`` itself when it is not an ``Exception``
+                (``CancelledError``, ``KeyboardInterrupt``: not ours to swallow).
+        """
+        if isinstance(error, SystemExit):
+            # sys.exit() in a handler is a plugin bug, not a request to stop the agent.
+            error = RuntimeError(f"the handler called sys.exit({error.code!r})")
+        if not isinstance(error, Exception):
+            raise error
+        if not isinstance(error, MessageError):
+            self.handler_failed(message, plugin, error)
+        if self.reports():  # on_error, and what it chose; nothing to build without one
+            error = (
+                self.report(error, ErrorContext("message", plugin, connection, message)) or error
+            )
+        return self.reply(connection, message.id, error)
+
+    def rejected(self, connection: Connection, invalid: Invalid) -> dict[str, Any] | bytes:
+        """Log and report bad input; return the error reply (see :meth:`reply`)."""
+        self.bad_input(connection, invalid)
+        error: MessageError | Invalid = invalid  # a MessageError only for on_error
+        if self.reports():
+            error = MessageError(invalid.code, invalid.reason)
+            error = self.report(error, ErrorContext("message", connection=connection)) or error
+        return self.reply(connection, invalid.id, error)
 
     def handler_failed(self, message: Message, plugin: str | None, error: Exception) -> None:
         """Log that a handler raised ``error`` (not a ``MessageError``: that is an answer)."""

@@ -135,7 +135,7 @@ class LivePlugins:
         self.started = time.time()
 
     def _path_signatures(self) -> tuple[Signature, ...]:
-        paths = [*sys.path, *_site_dirs(), str(agents_dir(self._config_dir) / RESCAN_FILE)]
+        paths = [*sys.path, *_site_dirs(), os.path.join(agents_dir(self._config_dir), RESCAN_FILE)]
         return tuple(_signature(path or ".") for path in paths)
 
     # -- the watcher ---------------------------------------------------------

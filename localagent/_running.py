@@ -8,7 +8,9 @@ installed one differs), and which connections a connection-scoped plugin does
 not apply to. ``localagent plugins rescan`` touches ``agents/rescan``, which
 the agents watch. Nothing here listens or accepts input from another process:
 the files hold no secret, and only the user who owns the config dir can write
-there. Standard library only (the CLI imports it).
+there. Standard library only, and no pathlib: ``plugins list`` imports this
+module, and pathlib (with the modules it pulls in) costs more than the rest of
+the listing's own work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -36,12 +37,12 @@ AGENTS_DIR = "agents"
 RESCAN_FILE = "rescan"
 
 
-def agents_dir(config_dir: str | os.PathLike[str]) -> Path:
-    return Path(config_dir) / AGENTS_DIR
+def agents_dir(config_dir: str | os.PathLike[str]) -> str:
+    return os.path.join(os.fspath(config_dir), AGENTS_DIR)
 
 
-def _status_path(config_dir: str | os.PathLike[str], pid: int) -> Path:
-    return agents_dir(config_dir) / f"{pid}.json"
+def _status_path(config_dir: str | os.PathLike[str], pid: int) -> str:
+    return os.path.join(agents_dir(config_dir), f"{pid}.json")
 
 
 def write_status(config_dir: str | os.PathLike[str], status: Mapping[str, Any]) -> None:
@@ -51,9 +52,9 @@ def write_status(config_dir: str | os.PathLike[str], status: Mapping[str, Any]) 
         OSError: The file cannot be written.
     """
     directory = agents_dir(config_dir)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     pid = os.getpid()
-    tmp = directory / f".{pid}.json.tmp"
+    tmp = os.path.join(directory, f".{pid}.json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         json.dump(status, file)
@@ -63,7 +64,7 @@ def write_status(config_dir: str | os.PathLike[str], status: Mapping[str, Any]) 
 def remove_status(config_dir: str | os.PathLike[str]) -> None:
     """Remove this process's status file, if it is there."""
     with contextlib.suppress(OSError):
-        _status_path(config_dir, os.getpid()).unlink()
+        os.unlink(_status_path(config_dir, os.getpid()))
 
 
 def _alive(pid: int) -> bool:
@@ -92,13 +93,14 @@ def read_statuses(config_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         stem, _dot, suffix = name.partition(".")
         if suffix != "json" or not stem.isdigit():
             continue
-        path = directory / name
+        path = os.path.join(directory, name)
         if not _alive(int(stem)):
             with contextlib.suppress(OSError):
-                path.unlink()
+                os.unlink(path)
             continue
         try:
-            status = json.loads(path.read_text(encoding="utf-8"))
+            with open(path, encoding="utf-8") as file:
+                status = json.loads(file.read())
         except (OSError, ValueError):
             continue
         if isinstance(status, dict) and status.get("pid") == int(stem):
@@ -106,11 +108,11 @@ def read_statuses(config_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return found
 
 
-def request_rescan(config_dir: str | os.PathLike[str]) -> Path:
+def request_rescan(config_dir: str | os.PathLike[str]) -> str:
     """Touch ``agents/rescan``: the agents running on ``config_dir`` look for plugins again."""
     directory = agents_dir(config_dir)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / RESCAN_FILE
-    path.touch(mode=0o600)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, RESCAN_FILE)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     os.utime(path)
     return path

@@ -265,6 +265,42 @@ async def test_a_failing_teardown_is_reported_and_the_plugin_is_gone(isolated_en
         assert await answer(client, "broken.ping") == "unknown_type"
 
 
+async def test_on_error_implementations_follow_plugins_toggled_while_running(
+    isolated_env: Path,
+) -> None:
+    """The runtime looks ``on_error`` up once per plugin generation: a watcher disabled
+    on the running agent stops seeing failures, enabled again it sees them again."""
+    seen: list[str | None] = []
+
+    class Raising:
+        @hookimpl(specname="on_message")
+        @localagent.handles("raising.boom")
+        def boom(self) -> Any:
+            raise ValueError("boom")
+
+    class Watcher:
+        @hookimpl
+        def on_error(self, context: localagent.ErrorContext) -> None:  # fewer arguments
+            seen.append(context.plugin)
+
+    server = localagent.Server.create(
+        port=0, extra_plugins={"raising": Raising(), "watcher": Watcher()}
+    )
+    async with server, Client(server.url, server.token_file.get()) as client:
+        errors = server.runtime.errors
+        assert await answer(client, "raising.boom") == "internal_error"
+        assert seen == ["raising"]
+        assert [name for name, _call in errors.on_error()] == ["watcher"]
+        set_plugin_enabled(isolated_env, "watcher", False)
+        await until(lambda: _async(errors.on_error()), lambda found: found == ())
+        assert await answer(client, "raising.boom") == "internal_error"
+        assert seen == ["raising"]  # not seen: the watcher is gone
+        set_plugin_enabled(isolated_env, "watcher", True)
+        await until(lambda: _async(errors.on_error()), lambda found: len(found) == 1)
+        assert await answer(client, "raising.boom") == "internal_error"
+        assert seen == ["raising", "raising"]
+
+
 async def test_listeners_hear_of_plugin_changes_and_traffic_counts_everything(
     isolated_env: Path,
 ) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -153,7 +154,11 @@ def _check_comparison(comparison: dict[str, Any]) -> None:
         return
     _check_figure(baseline)
     assert figure["median"] > 0 and baseline["median"] > 0, comparison
-    ratio = figure["median"] / baseline["median"]
+    if comparison["paired"]:  # the median of the per-repetition ratios
+        pairs = zip(figure["samples"], baseline["samples"], strict=True)
+        ratio = statistics.median(value / base for value, base in pairs)
+    else:
+        ratio = figure["median"] / baseline["median"]
     assert comparison["ratio"] == pytest.approx(ratio)
     goodness = ratio if figure["higher_is_better"] else 1 / ratio
     assert comparison["grade"] == grade(goodness)

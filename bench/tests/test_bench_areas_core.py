@@ -88,12 +88,18 @@ async def test_errors_area_compares_raising_plugin_with_echo(tmp_path: Path) -> 
     assert log_lines.baseline is None
     # A few lines per kind of bad input (a first line, the counts at exit), not 100,000.
     assert 0 < log_lines.figure.median < 50
+    per_raise = figures.pop("agent CPU per raise (paired)", None)  # /proc: Linux only
+    assert per_raise is None or per_raise.baseline is None
     for comparison in figures.values():
         _assert_positive_against_baseline(comparison)
     baseline = figures["10 % raising throughput"].baseline
     assert baseline is not None and baseline.name == "echo throughput"
-    none_raising = figures["10 % raising throughput, vs none raising"].baseline
-    assert none_raising is not None and none_raising.name == "0 % raising throughput"
+    assert not figures["10 % raising throughput"].paired
+    # The target figure is paired: B against the mean of the A and A' around it.
+    target = figures["10 % raising throughput, vs none raising"]
+    assert target.paired and target.baseline is not None
+    assert target.baseline.name.startswith("0 % raising, mean of the runs just before and after")
+    assert len(target.baseline.samples) == len(target.figure.samples)
     assert any("173 %" in note for note in result.notes)
     assert (tmp_path / "bench" / "plugin-site" / "localagent_bench_raise.py").exists()
 

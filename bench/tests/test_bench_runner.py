@@ -1,7 +1,9 @@
-"""The bench runner's plugin variants: the 'on vs off' rows built from two real runs."""
+"""The bench runner's plugin variants (the 'on vs off' rows built from two real runs), and paired
+comparisons."""
 
 from __future__ import annotations
 
+import pytest
 from localagent_bench._model import AreaResult, Comparison, Figure
 from localagent_bench._runner import _enables_only, _on_vs_off
 
@@ -65,3 +67,14 @@ def test_a_mode_that_enables_a_plugin_not_installed_is_left_out() -> None:
     assert _enables_only(("-p", "batching"), installed)
     assert _enables_only(("--monitor-port", "0", "-p", "no:mempool"), installed)
     assert not _enables_only(("-p", "batching", "-p", "mempool"), installed)
+
+
+def test_a_paired_ratio_is_the_median_of_the_per_repetition_ratios() -> None:
+    figure = Figure("B", "msg/s", [90.0, 50.0, 100.0])
+    baseline = Figure("mean of A and A'", "msg/s", [100.0, 40.0, 100.0])
+    assert Comparison(figure=figure, baseline=baseline).ratio == 0.9  # medians: 90 / 100
+    paired = Comparison(figure=figure, baseline=baseline, paired=True)
+    assert paired.ratio == 1.0  # median of 0.9, 1.25 and 1.0
+    assert paired.to_json()["paired"] is True
+    with pytest.raises(ValueError, match="a sample per sample"):
+        Comparison(figure=figure, baseline=Figure("A", "msg/s", [1.0, 2.0]), paired=True)

@@ -8,7 +8,9 @@ A distribution declares, in its ``pyproject.toml``::
 and ``localagent bench`` runs that click command (or group). The entry
 point's name is the command's name. This module is imported only when a
 command name is not built in, or when ``--help`` lists the commands: the
-built-in commands never pay for the scan of installed distributions.
+built-in commands never pay for the scan of installed distributions. With the
+cache plugin enabled, :mod:`._listing` records what the scan found, and later
+starts neither scan nor import what they do not run.
 
 A command that cannot be loaded (its module fails to import, the object is
 not a click command, two distributions add the same name) stands in as an
@@ -18,10 +20,13 @@ and every other command keeps working.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, NamedTuple
+import importlib
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = ["COMMANDS_GROUP", "CommandSource", "UnloadableCommand", "find_commands", "load_command"]
 
@@ -30,14 +35,14 @@ COMMANDS_GROUP = "localagent.commands"
 
 
 class CommandSource(NamedTuple):
-    """One entry point of :data:`COMMANDS_GROUP`.
+    """One entry point of :data:`COMMANDS_GROUP` (found now, or recorded by :mod:`._listing`).
 
     Attributes:
-        entry_point: The entry point: ``name = module:attribute``.
+        value: The entry point's ``module:attribute``.
         distribution: The distribution that declares it, as ``name version``.
     """
 
-    entry_point: EntryPoint
+    value: str
     distribution: str
 
 
@@ -50,9 +55,11 @@ def _distribution(entry_point: EntryPoint) -> str:
 
 def find_commands() -> dict[str, list[CommandSource]]:
     """The installed distributions' commands, by name (more than one source is a conflict)."""
+    from importlib.metadata import entry_points  # the scan; not needed to load a command
+
     found: dict[str, list[CommandSource]] = {}
     for entry_point in entry_points(group=COMMANDS_GROUP):
-        source = CommandSource(entry_point, _distribution(entry_point))
+        source = CommandSource(entry_point.value, _distribution(entry_point))
         found.setdefault(entry_point.name, []).append(source)
     return found
 
@@ -78,6 +85,15 @@ class UnloadableCommand(click.Command):
         raise click.ClickException(self.reason)
 
 
+def _load(value: str) -> Any:
+    """The object at ``module:attribute.path``, as ``EntryPoint.load`` finds it."""
+    module, _, attributes = value.partition(":")
+    found: Any = importlib.import_module(module.strip())
+    for attribute in filter(None, attributes.strip().split(".")):
+        found = getattr(found, attribute)
+    return found
+
+
 def load_command(name: str, sources: list[CommandSource]) -> click.Command:
     """Import the command ``name`` from its one source, or an :class:`UnloadableCommand`."""
     if len(sources) > 1:
@@ -87,10 +103,10 @@ def load_command(name: str, sources: list[CommandSource]) -> click.Command:
             f"the command {name!r} is added by {names}: uninstall all but one",
             names,
         )
-    ((entry_point, distribution),) = sources
-    where = f"the command {name!r} of {distribution} (entry point {entry_point.value})"
+    ((value, distribution),) = sources
+    where = f"the command {name!r} of {distribution} (entry point {value})"
     try:
-        command = entry_point.load()
+        command = _load(value)
     except Exception as exc:  # whatever the module raises, the other commands keep working
         reason = f"{where} cannot be loaded: {type(exc).__name__}: {exc}"
         return UnloadableCommand(name, reason, distribution)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._bootstrap import config_dir
+from .._bootstrap import config_dir, config_path
 from ._shared import pretty
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def _running_agents(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     from .._running import read_statuses
 
-    agents = read_statuses(config_dir())
+    agents = read_statuses(config_path())
     by_name = {record["name"]: record for record in records}
     for record in records:
         record["running"] = []
@@ -264,7 +264,7 @@ def _tell_running_agents(what: str, name: str | None = None, builtin: bool = Fal
     """Say which running agents on this config dir will ``what``, and when."""
     from .._running import read_statuses
 
-    for agent in read_statuses(config_dir()):
+    for agent in read_statuses(config_path()):
         where = f"the agent running at {agent.get('url')} (pid {agent['pid']})"
         override = _overridden(agent, name, builtin) if name is not None else None
         if override is not None:
@@ -285,7 +285,7 @@ def plugins_rescan() -> None:
     """
     from .._running import request_rescan
 
-    request_rescan(config_dir())
+    request_rescan(config_path())
     click.echo("asked the agents running on this config dir to look for installed plugins")
     _tell_running_agents("look")
 

@@ -93,17 +93,36 @@ class Comparison:
             when the area has no baseline, e.g. memory growth).
         baseline_name: What the baseline is, e.g. ``"bare websockets"``.
         target: The goal as text, e.g. ``">= 0.6x"`` (informational).
+        paired: The i-th sample of the figure and of the baseline were measured
+            together (one after the other, in the same repetition): the ratio
+            is then the median of the per-repetition ratios, so a load that
+            changes between repetitions moves both sides of each ratio alike.
     """
 
     figure: Figure
     baseline: Figure | None = None
     baseline_name: str | None = None
     target: str | None = None
+    paired: bool = attrs.field(default=False)
+
+    @paired.validator
+    def _same_count(self, _attribute: Any, paired: bool) -> None:
+        if paired and (
+            self.baseline is None or len(self.baseline.samples) != len(self.figure.samples)
+        ):
+            raise ValueError("a paired comparison needs a baseline with a sample per sample")
 
     @property
     def ratio(self) -> float | None:
-        """Agent median / baseline median (``None`` without a baseline)."""
-        if self.baseline is None or self.baseline.median == 0:
+        """Agent median / baseline median, or the median of the per-repetition ratios
+        when :attr:`paired` (``None`` without a baseline)."""
+        if self.baseline is None:
+            return None
+        if self.paired:
+            pairs = zip(self.figure.samples, self.baseline.samples, strict=True)
+            ratios = [value / base for value, base in pairs if base]
+            return float(statistics.median(ratios)) if ratios else None
+        if self.baseline.median == 0:
             return None
         return self.figure.median / self.baseline.median
 
@@ -130,6 +149,7 @@ class Comparison:
             "ratio": self.ratio,
             "grade": self.grade,
             "target": self.target,
+            "paired": self.paired,
         }
 
 

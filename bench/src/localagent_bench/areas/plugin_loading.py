@@ -1,9 +1,10 @@
-"""Area ``plugins``: startup of ``plugins list`` and ``send``, and each plugin's load times.
+"""Area ``plugins``: startup of ``plugins list``, ``--help`` and ``send``, and load times.
 
-Wall time of ``python -m localagent plugins list`` (a subprocess with a fresh
-config directory, every installed plugin enabled but those the variant turns
-off with ``-p no:NAME``) beside ``python -c pass``, ``python -c "import
-click, pluggy"`` and ``python -m pytest --version``, each run cold and warm:
+Wall time of ``python -m localagent plugins list`` and ``python -m localagent
+--help`` (a subprocess with a fresh config directory, every installed plugin
+enabled but those the variant turns off with ``-p no:NAME``) beside ``python
+-c pass``, ``python -c "import click, pluggy"`` and ``python -m pytest
+--version``, each run cold and warm:
 
 - cold: ``PYTHONPYCACHEPREFIX`` is a new, empty directory for every run and
   nothing is written to it, so every module that is not frozen into the
@@ -11,8 +12,8 @@ click, pluggy"`` and ``python -m pytest --version``, each run cold and warm:
   plugin cache (``LOCALAGENT_CACHE_DIR``) is a new, empty directory too;
 - warm: ``PYTHONPYCACHEPREFIX`` and ``LOCALAGENT_CACHE_DIR`` are directories
   that earlier, unmeasured runs of the same command filled, so every module
-  has its ``.pyc`` and the plugin manifest (when the cache plugin is
-  installed and on) is current.
+  has its ``.pyc`` and the plugin manifest and the record of installed
+  commands (when the cache plugin is installed and on) are current.
 
 Every command runs in a directory of its own that nothing writes to: with
 ``python -m``, the working directory is on ``sys.path``, and the plugin
@@ -53,13 +54,16 @@ from . import Area
 
 __all__ = ["AREA", "COMMANDS", "banner_times", "hot_reload"]
 
-#: (label, python arguments) of the commands timed; the last one is the agent's.
+#: (label, python arguments) of the commands timed; the last ones are the agent's.
 COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("python -c pass", ("-c", "pass")),
     ("python -c 'import click, pluggy'", ("-c", "import click, pluggy")),
     ("pytest --version", ("-m", "pytest", "--version")),
     ("localagent plugins list", ("-m", "localagent", "plugins", "list")),
+    ("localagent --help", ("-m", "localagent", "--help")),
 )
+#: The agent's commands among :data:`COMMANDS`; each is compared with the baselines.
+AGENT_COMMANDS = ("localagent plugins list", "localagent --help")
 
 _BANNER = re.compile(r"^\s*plugins: (.*)$", re.MULTILINE)
 _ENTRY = re.compile(r"([\w.-]+)(?: \(([^)]*)\))?(?:, |$)")
@@ -139,16 +143,18 @@ def _wall_ms(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> float:
 #: The extra baseline when the cache plugin is on: the same command with it off,
 #: interleaved with the others (a same-run ratio that does not depend on the load
 #: staying the same between the "cache off" and "cache on" variants).
-CACHE_OFF = ("localagent plugins list, cache off", COMMANDS[-1][1], "cache")
+#: The command timed a second time with the cache plugin off (its "cache off" baseline).
+CACHE_OFF_OF = AGENT_COMMANDS[0]
+CACHE_OFF = ("localagent plugins list, cache off", dict(COMMANDS)[CACHE_OFF_OF], "cache")
 
 
 def _commands(ctx: BenchContext) -> list[tuple[str, tuple[str, ...], str | None]]:
-    """(label, python arguments, plugin turned off) of the timed commands; the agent's last."""
+    """(label, python arguments, plugin turned off) of the timed commands."""
     commands: list[tuple[str, tuple[str, ...], str | None]] = [
         (label, args, None) for label, args in COMMANDS
     ]
     if "cache" in _enabled(ctx.plugin_options):
-        commands.insert(-1, CACHE_OFF)
+        commands.append(CACHE_OFF)
     return commands
 
 
@@ -186,12 +192,14 @@ def _startup(ctx: BenchContext) -> dict[tuple[str, str], list[float]]:
 
 
 def _startup_comparisons(samples: dict[tuple[str, str], list[float]]) -> list[Comparison]:
-    agent_label = COMMANDS[-1][0]
-    baselines = [label for label, _cache in samples if label != agent_label]
+    labels = list(dict.fromkeys(label for label, _cache in samples))
     comparisons = []
-    for cache in ("cold", "warm"):
+    for agent_label, cache in [(a, c) for a in AGENT_COMMANDS for c in ("cold", "warm")]:
         figure = Figure(f"{agent_label}, {cache}", "ms", samples[agent_label, cache], False)
-        for label in dict.fromkeys(baselines):
+        for label in labels:
+            # "cache off" is the baseline of the same command only
+            if label in AGENT_COMMANDS or (label == CACHE_OFF[0] and agent_label != CACHE_OFF_OF):
+                continue
             comparisons.append(
                 Comparison(
                     figure=figure,

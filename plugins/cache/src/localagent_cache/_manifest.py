@@ -242,14 +242,16 @@ class ManifestCache:
         return True
 
     def clear(self) -> int:
-        """Remove every manifest in the cache directory (all interpreters); return how many."""
+        """Remove every manifest in the cache directory (all interpreters), and the records
+        of installed commands the CLI keeps there (``commands-*.json``); return how many."""
         removed = 0
         try:
             names = os.listdir(self.directory)
         except OSError:
             return 0
         for name in names:
-            if name.startswith(("plugins-", ".plugins-")) and name.endswith((".json", ".tmp")):
+            prefixes = ("plugins-", ".plugins-", "commands-", ".commands-")
+            if name.startswith(prefixes) and name.endswith((".json", ".tmp")):
                 try:
                     os.unlink(os.path.join(self.directory, name))
                 except OSError:
