@@ -9,6 +9,9 @@ each command sent to the node of its key's slot (an agent's keys share one:
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -17,6 +20,8 @@ from .._autopipeline import AutoPipeline
 from .._redis_cluster import ClusterAutoPipeline, cluster_client
 
 __all__ = ["Clients", "cluster_clients", "lone_clients"]
+
+logger = logging.getLogger("localagent.cluster")
 
 
 @attrs.frozen
@@ -40,6 +45,26 @@ class Clients:
     pipe: AutoPipeline | ClusterAutoPipeline
     errors: tuple[type[BaseException], ...]
     cluster: bool = False
+    #: Makes a new reader client from the old one (Redis Cluster only: :meth:`renew`).
+    new_reader: Callable[[Any], Any] | None = None
+
+    async def renew(self, reader: str, what: str) -> Clients:
+        """These clients with a new client for ``reader`` (``"inbox_reader"`` ...).
+
+        A Redis Cluster client can stay stuck after a failover followed by the
+        death of the new primary: its every command fails with a connection
+        error while the cluster serves again (redis-py 8.2). A new client,
+        seeded with every node the old one knew, starts afresh; the old one is
+        closed. A lone Redis's clients recover by themselves: kept.
+        """
+        if self.new_reader is None:
+            return self
+        old = getattr(self, reader)
+        renewed = attrs.evolve(self, **{reader: self.new_reader(old)})
+        logger.info("cluster %s: Redis still unavailable: reading with a new client", what)
+        with contextlib.suppress(Exception):
+            await old.aclose()
+        return renewed
 
     async def aclose(self) -> None:
         await self.pipe.aclose()
@@ -92,6 +117,13 @@ def cluster_clients(url: str, *, block_seconds: float, wait: tuple[int, int]) ->
     def client(**options: Any) -> Any:
         return cluster_client(url, socket_connect_timeout=2.0, **options)
 
+    def new_reader(old: Any) -> Any:
+        from redis.asyncio.cluster import ClusterNode
+
+        seeds = [ClusterNode(node.host, node.port) for node in old.get_nodes()]
+        reader = {"socket_timeout": block_seconds + 5.0, "max_connections": 2}
+        return client(startup_nodes=seeds, **reader)
+
     main = client(socket_timeout=5.0, max_connections=32)  # per node
     return Clients(
         redis=main,
@@ -102,4 +134,5 @@ def cluster_clients(url: str, *, block_seconds: float, wait: tuple[int, int]) ->
         # A cluster being failed over answers CLUSTERDOWN or TRYAGAIN a while: Redis is away.
         errors=(*_errors(), ClusterError, RedisClusterException, TryAgainError),
         cluster=True,
+        new_reader=new_reader,
     )

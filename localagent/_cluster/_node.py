@@ -72,6 +72,10 @@ LIVENESS_SECONDS: Final = 5.0
 #: Entries read per XREADGROUP, and how long one blocks waiting for entries.
 READ_BATCH: Final = 1000
 BLOCK_SECONDS: Final = 1.0
+#: Seconds a reader of a Redis Cluster may fail in a row before it gets a new client.
+RENEW_READER_SECONDS: Final = 5.0
+
+_Body = Callable[[], Coroutine[Any, Any, None]]
 #: Seconds between trims of this agent's streams (entries every reader acknowledged).
 TRIM_SECONDS: Final = 5.0
 #: Seconds between two log lines about rejected entries (the others are counted).
@@ -154,9 +158,13 @@ class ClusterNode:
         loops = [
             self._warn_if_open(),
             self._loop(self._heartbeat, "heartbeat"),
-            self._loop(lambda: self.inbox.consume(self.clients.inbox_reader), "inbox"),
             self._loop(
-                lambda: self.forwarder.consume_replies(self.clients.reply_reader), "replies"
+                lambda: self.inbox.consume(self.clients.inbox_reader), "inbox", "inbox_reader"
+            ),
+            self._loop(
+                lambda: self.forwarder.consume_replies(self.clients.reply_reader),
+                "replies",
+                "reply_reader",
             ),
             self._loop(lambda: self.broadcasts.listen(self.clients.subscriber), "broadcast"),
             self._expire(),
@@ -204,11 +212,12 @@ class ClusterNode:
             *(safe_url(self.url), self.wait_replicas),
         )
 
-    async def _loop(self, body: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
+    async def _loop(self, body: _Body, what: str, reader: str | None = None) -> None:
         """Run ``body`` until cancelled; whenever it fails, back off and run it again.
 
         A failure after a long healthy run starts a new outage: the backoff
-        restarts from its shortest wait, and the outage is logged once.
+        restarts from its shortest wait, and the outage is logged once. The client
+        ``body`` reads with (``reader``) is renewed every :data:`RENEW_READER_SECONDS`.
         """
         backoff = Backoff()
         while True:
@@ -226,6 +235,9 @@ class ClusterNode:
                         safe_url(self.url),
                         exc,
                     )
+                elif reader and time.monotonic() - backoff.since >= RENEW_READER_SECONDS:
+                    self.clients = await self.clients.renew(reader, what)
+                    backoff.since = time.monotonic()
             except self._response_error as exc:
                 if "NOGROUP" in str(exc):  # the stream or its group vanished (Redis lost data)
                     logger.warning("cluster %s: %s; recreating the consumer group", what, exc)

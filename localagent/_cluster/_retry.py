@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 __all__ = ["Backoff", "raise_if_cancelled"]
 
@@ -12,8 +13,12 @@ class Backoff:
 
     def __init__(self) -> None:
         self.delay = 0.0
+        #: When the first wait of the current outage began.
+        self.since = 0.0
 
     async def wait(self) -> None:
+        if not self.delay:
+            self.since = time.monotonic()
         self.delay = min(2.0, max(0.1, self.delay * 2))
         await asyncio.sleep(self.delay)
 

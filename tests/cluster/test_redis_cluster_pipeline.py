@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from localagent._cluster._clients import cluster_clients, lone_clients
 from localagent._redis_cluster import ClusterAutoPipeline, cluster_client, is_cluster
 from localagent.testing import RedisClusterServer, RedisServer
 
@@ -93,3 +94,30 @@ async def test_a_store_that_missed_the_start_switches_when_a_node_redirects_it(
         assert await store.delete([f"moved{n}" for n in range(10)]) == 10
     finally:
         await store.aclose()
+
+
+async def test_a_renewed_reader_is_a_new_client_seeded_with_every_known_node(
+    redis_cluster_server: RedisClusterServer, redis_cluster_url: str
+) -> None:
+    clients = cluster_clients(redis_cluster_url, block_seconds=1.0, wait=(0, 0))
+    try:
+        old = clients.inbox_reader
+        await old.set("{r}k", 1)  # the old client learns the cluster's nodes
+        renewed = await clients.renew("inbox_reader", "inbox")
+        assert renewed.inbox_reader is not old
+        assert renewed.reply_reader is clients.reply_reader  # only the one asked for
+        startup = renewed.inbox_reader.nodes_manager.startup_nodes.values()
+        seeds = {(node.host, node.port) for node in startup}  # not only the URL's node
+        assert {("127.0.0.1", node.port) for node in redis_cluster_server.nodes} <= seeds
+        assert await renewed.inbox_reader.get("{r}k") == b"1"
+        clients = renewed
+    finally:
+        await clients.aclose()
+
+
+async def test_a_lone_redis_keeps_its_readers(redis_url: str) -> None:
+    clients = lone_clients(redis_url, block_seconds=1.0)
+    try:
+        assert await clients.renew("inbox_reader", "inbox") is clients
+    finally:
+        await clients.aclose()
