@@ -4,7 +4,7 @@ comparisons."""
 from __future__ import annotations
 
 import pytest
-from localagent_bench._model import AreaResult, Comparison, Figure
+from localagent_bench._model import AreaResult, Comparison, Figure, grade
 from localagent_bench._runner import _enables_only, _on_vs_off
 
 
@@ -78,3 +78,15 @@ def test_a_paired_ratio_is_the_median_of_the_per_repetition_ratios() -> None:
     assert paired.to_json()["paired"] is True
     with pytest.raises(ValueError, match="a sample per sample"):
         Comparison(figure=figure, baseline=Figure("A", "msg/s", [1.0, 2.0]), paired=True)
+
+
+def test_a_negative_ratio_gets_the_lowest_grade_instead_of_crashing_the_table() -> None:
+    assert grade(1.0) == "A"
+    assert grade(0.0) == "F"
+    assert grade(-0.2) == "F"  # a difference of two noisy figures below zero
+    negative = Comparison(
+        figure=Figure("cost per raise", "µs", [-0.4, -0.2, 0.1], False),
+        baseline=Figure("echo", "µs", [14.0, 14.2, 14.1], False),
+        baseline_name="echo",
+    )
+    assert negative.grade == "F"

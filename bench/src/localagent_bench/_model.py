@@ -39,8 +39,12 @@ def _comparisons(values: Iterable[Comparison]) -> tuple[Comparison, ...]:
 
 
 def grade(goodness: float) -> str:
-    """The letter for a ratio where 1.0 means "as good as the baseline"."""
-    return next(letter for letter, lowest in GRADES if goodness >= lowest)
+    """The letter for a ratio where 1.0 means "as good as the baseline".
+
+    A negative one (a difference of two noisy figures, e.g. a cost per raise
+    that came out below zero) gets the lowest letter.
+    """
+    return next((letter for letter, lowest in GRADES if goodness >= lowest), GRADES[-1][0])
 
 
 @attrs.frozen
