@@ -146,13 +146,19 @@ def _check_figure(figure: dict[str, Any]) -> None:
 
 
 def _check_comparison(comparison: dict[str, Any]) -> None:
-    """A figure beside a baseline has positive medians, and its ratio and grade follow."""
+    """A figure beside a baseline has a ratio and grade that follow from its values,
+    or none when a value it would divide is at or below zero."""
     figure, baseline = comparison["figure"], comparison["baseline"]
     _check_figure(figure)
     if baseline is None:
         assert comparison["ratio"] is None and comparison["grade"] is None
         return
     _check_figure(baseline)
+    if comparison["ratio"] is None:  # a difference of noisy figures came out at or below zero
+        lowest = "min" if comparison["paired"] else "median"
+        assert min(figure[lowest], baseline[lowest]) <= 0, comparison
+        assert comparison["grade"] is None
+        return
     assert figure["median"] > 0 and baseline["median"] > 0, comparison
     if comparison["paired"]:  # the median of the per-repetition ratios
         pairs = zip(figure["samples"], baseline["samples"], strict=True)

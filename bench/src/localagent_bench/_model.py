@@ -119,14 +119,21 @@ class Comparison:
     @property
     def ratio(self) -> float | None:
         """Agent median / baseline median, or the median of the per-repetition ratios
-        when :attr:`paired` (``None`` without a baseline)."""
+        when :attr:`paired`.
+
+        ``None`` without a baseline, and when a value it would divide is not above
+        zero: a figure that is a difference of two noisy measurements (e.g. the
+        agent's CPU per raise) can come out at or below zero on a loaded machine,
+        and a ratio of such values means nothing.
+        """
         if self.baseline is None:
             return None
         if self.paired:
-            pairs = zip(self.figure.samples, self.baseline.samples, strict=True)
-            ratios = [value / base for value, base in pairs if base]
-            return float(statistics.median(ratios)) if ratios else None
-        if self.baseline.median == 0:
+            pairs = list(zip(self.figure.samples, self.baseline.samples, strict=True))
+            if not all(value > 0 and base > 0 for value, base in pairs):
+                return None
+            return float(statistics.median(value / base for value, base in pairs))
+        if self.figure.median <= 0 or self.baseline.median <= 0:
             return None
         return self.figure.median / self.baseline.median
 
