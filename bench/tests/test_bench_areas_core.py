@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
 import orjson
-from localagent_bench import AreaResult, Comparison
+from localagent_bench import AreaResult, Comparison, bare_echo
+from localagent_bench._bare import running_bare_echo
 from localagent_bench._context import BenchContext
 from localagent_bench.areas import load_areas
-from localagent_bench.bare_echo import running_bare_echo
 from websockets.asyncio.client import connect
 
 import localagent
+from localagent.testing import stop_process
 
 HAS_PROC = os.path.exists("/proc/self/status")
 
@@ -56,6 +59,30 @@ async def test_bare_echo_answers_requests_and_not_one_way_messages() -> None:
             await ws.send(orjson.dumps({"id": 8, "type": "ping"}), text=True)
             assert orjson.loads(await ws.recv()) == {"id": 8, "result": {"pong": True}}
     assert bare.process.returncode is not None  # stopped when the block ended
+
+
+def test_the_bare_echo_script_imports_nothing_a_bare_server_would_not() -> None:
+    """Its start is the baseline of ``serve`` to listening: attrs, click, pluggy or the
+    agent's own modules in it would flatter the ratio."""
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", bare_echo.MODULE],
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip().isdigit()
+    finally:
+        stop_process(process)
+    _out, err = process.communicate()
+    imported = {line.rpartition("|")[2].strip() for line in err.splitlines() if "|" in line}
+    assert {"websockets.asyncio.server", "msgspec", "localagent._codec"} <= imported
+    heavy = {"attr", "attrs", "click", "pluggy", "localagent_hookspecs", "localagent.testing"}
+    assert not heavy & imported
+    assert not {name for name in imported if name.startswith("localagent_bench.")} - {
+        "localagent_bench.bare_echo"
+    }
 
 
 async def test_websocket_area_compares_every_figure_with_bare_websockets(tmp_path: Path) -> None:

@@ -12,8 +12,12 @@ Host check: that is part of what the agent adds.
 
 Run it as ``python -m localagent_bench.bare_echo [PORT]``: it binds 127.0.0.1
 (port 0, the default, picks a free one), prints the bound port on stdout and
-serves until SIGTERM or SIGINT. :func:`running_bare_echo` does that from a
-benchmark and stops it afterwards.
+serves until SIGTERM or SIGINT. :func:`localagent_bench._bare.running_bare_echo`
+does that from a benchmark and stops it afterwards.
+
+As a baseline for start time too (``serve`` to listening), it imports what
+such a script needs and nothing else: no attrs, no harness code (that lives in
+:mod:`localagent_bench._bare`), so the ratio is not flattered by a heavy baseline.
 """
 
 from __future__ import annotations
@@ -21,21 +25,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
-import attrs
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from localagent import _codec
 from localagent._loop import run
-from localagent.testing import stop_process
 
-__all__ = ["BareEcho", "bare_echo_cmd", "main", "running_bare_echo"]
+__all__ = ["MODULE", "main"]
 
 _PONG = {"pong": True}
 MODULE = "localagent_bench.bare_echo"
@@ -85,49 +84,6 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     # The loop serve would run on: $LOCALAGENT_LOOP, else "auto".
     run(_serve(int(args[0]) if args else 0), os.environ.get("LOCALAGENT_LOOP", "auto"))
-
-
-def bare_echo_cmd(port: int = 0) -> list[str]:
-    """The argv that runs this server with the current interpreter."""
-    return [sys.executable, "-m", MODULE, str(port)]
-
-
-@attrs.frozen
-class BareEcho:
-    """A running bare echo server subprocess."""
-
-    url: str
-    process: subprocess.Popen[str]
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-
-@contextmanager
-def running_bare_echo(env: Mapping[str, str]) -> Iterator[BareEcho]:
-    """Run the bare echo server on a free loopback port until the block ends.
-
-    Raises:
-        RuntimeError: The server did not print its port.
-    """
-    process = subprocess.Popen(
-        bare_echo_cmd(),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        if not line.isdigit():
-            raise RuntimeError(f"the bare echo server did not start (printed {line!r})")
-        yield BareEcho(f"ws://127.0.0.1:{line}", process)
-    finally:
-        stop_process(process)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from localagent import _codec
 
+from .._bare import running_bare_echo
 from .._context import BenchContext, percentile
 from .._model import AreaResult, Comparison, Figure
 from .._probes import process_cpu
 from .._wsclient import pipelined, replies
-from ..bare_echo import running_bare_echo
 from . import Area
 
 __all__ = ["AREA"]
