@@ -64,3 +64,38 @@ def test_encode_is_one_compact_line_by_wire_names() -> None:
         "id": None,
         "error": {"code": -32700, "message": "Parse error"},
     }
+
+
+def test_a_line_over_the_limit_gets_one_error_and_is_never_held_whole() -> None:
+    decoder = LineDecoder(max_line=1000)
+    decoded = []
+    for _ in range(50):  # 50 kB of one line, in pieces, never a newline
+        decoded += decoder.feed(b"x" * 1000)
+        assert decoder._size <= decoder.max_line
+    [(none, error)] = decoded
+    assert none is None and error is not None
+    assert (error.id, error.error.code) == (None, types.INVALID_REQUEST)
+    assert "longer than 1000 bytes" in error.error.message
+    # The rest of that line up to its newline is dropped; the next line decodes.
+    [(message, no_error)] = decoder.feed(b"tail of the long line\n" + PING + b"\n")
+    assert no_error is None and isinstance(message, types.JSONRPCRequest)
+
+
+def test_a_whole_line_over_the_limit_in_one_piece_is_refused_and_its_neighbours_decode() -> None:
+    long_line = b'{"jsonrpc":"2.0","id":2,"method":"ping","params":{"pad":"' + b"y" * 200 + b'"}}'
+    decoded = LineDecoder(max_line=100).feed(PING + b"\n" + long_line + b"\n" + PING + b"\n")
+    assert [error.error.code if error else None for _message, error in decoded] == [
+        None,
+        types.INVALID_REQUEST,
+        None,
+    ]
+    exactly = LineDecoder(max_line=len(PING))
+    assert exactly.feed(PING) == [] and exactly.finish()[0][1] is None  # the limit is inclusive
+
+
+def test_the_cli_default_is_the_decoders() -> None:
+    from localagent_mcp._cli import mcp
+    from localagent_mcp._framing import MAX_LINE
+
+    [option] = [param for param in mcp.params if param.name == "max_line"]
+    assert option.default == MAX_LINE

@@ -163,6 +163,33 @@ async def test_json_that_is_no_jsonrpc_message_gets_invalid_request(
         assert await bridge.receive() == {"jsonrpc": "2.0", "id": 6, "result": {}}
 
 
+async def test_a_line_without_end_gets_an_error_and_the_bridge_stays_small(
+    env: dict[str, str],
+) -> None:
+    """A host that sends a line far over --max-line-bytes: one -32600, the bytes are not
+    kept (its resident memory stays flat), and the next line is answered."""
+    command = [*BRIDGE, "--max-line-bytes", "65536"]
+    async with raw_bridge(env, command) as bridge:
+        await bridge.initialize()
+        await bridge.send(b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "')
+        before = _rss_kib(bridge.process.pid)
+        for _ in range(64):  # 64 MiB of one line
+            await bridge.send(b"z" * (1 << 20))
+        error = await bridge.receive()
+        assert (error["id"], error["error"]["code"]) == (None, -32600)
+        assert "longer than 65536 bytes" in error["error"]["message"]
+        assert _rss_kib(bridge.process.pid) - before < 32 * 1024  # far below the 64 MiB sent
+        await bridge.send(b'"}}\n', {"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert await bridge.receive() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 async def test_requests_from_a_regular_file_are_all_answered_before_it_exits(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -29,7 +29,16 @@ __all__ = ["mcp"]
     metavar="SECONDS",
     help="Seconds a tool call waits for the agent's reply, then is cancelled (default: no limit).",
 )
-def mcp(url: str | None, poll: float, timeout: float | None) -> None:
+@click.option(
+    "--max-line-bytes",
+    "max_line",
+    type=click.IntRange(min=1),
+    default=16 << 20,  # _framing.MAX_LINE, not imported here: --help stays light (a test checks)
+    show_default=True,
+    metavar="BYTES",
+    help="Longest input line kept; a longer one is answered with an error (-32600) and dropped.",
+)
+def mcp(url: str | None, poll: float, timeout: float | None, max_line: int) -> None:
     """Serve the running agent's message types as MCP tools over stdio.
 
     An MCP host (Claude Desktop, an IDE) launches this command and speaks MCP
@@ -43,4 +52,4 @@ def mcp(url: str | None, poll: float, timeout: float | None) -> None:
     """
     from ._main import run
 
-    run(url=url, poll=poll, timeout=timeout)
+    run(url=url, poll=poll, timeout=timeout, max_line=max_line)

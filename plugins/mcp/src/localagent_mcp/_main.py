@@ -13,6 +13,7 @@ from typing import TypeVar
 import anyio
 
 from ._bridge import AgentLink
+from ._framing import MAX_LINE
 from ._server import BridgeServer
 from ._stdio import Wire, claimed_stdio, server_streams
 
@@ -34,18 +35,21 @@ async def serve_stdio(
     poll: float = 2.0,
     timeout: float | None = None,
     wire: Wire | None = None,
+    max_line: int = MAX_LINE,
 ) -> None:
     """Serve MCP on this process's stdin and stdout until the host closes them.
 
     Args:
         wire: The descriptors claimed by :func:`~._stdio.claimed_stdio` (``None``:
             claimed here, for the time of the call).
+        max_line: The longest input line kept, in bytes; a longer one is answered
+            with an error and dropped.
     """
     link = AgentLink(url)
     bridge = BridgeServer(link, poll=poll, timeout=timeout, version=_version())
     try:
         async with (
-            server_streams(wire) as (read_stream, write_stream),
+            server_streams(wire, max_line) as (read_stream, write_stream),
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(bridge.watch)
@@ -73,7 +77,13 @@ def run_on_loop(main: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(main, backend="asyncio", backend_options={"loop_factory": _loop_factory()})
 
 
-def run(*, url: str | None = None, poll: float = 2.0, timeout: float | None = None) -> None:
+def run(
+    *,
+    url: str | None = None,
+    poll: float = 2.0,
+    timeout: float | None = None,
+    max_line: int = MAX_LINE,
+) -> None:
     """Run :func:`serve_stdio`; log to stderr (stdout carries MCP)."""
     logging.basicConfig(
         stream=sys.stderr,
@@ -82,4 +92,6 @@ def run(*, url: str | None = None, poll: float = 2.0, timeout: float | None = No
     )
     # Claimed before the loop exists: it also opens fds 0-2 if closed, which libuv requires.
     with claimed_stdio() as wire, contextlib.suppress(KeyboardInterrupt):
-        run_on_loop(lambda: serve_stdio(url=url, poll=poll, timeout=timeout, wire=wire))
+        run_on_loop(
+            lambda: serve_stdio(url=url, poll=poll, timeout=timeout, wire=wire, max_line=max_line)
+        )

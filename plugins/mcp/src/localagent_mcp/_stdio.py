@@ -34,7 +34,7 @@ import attrs
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
-from ._framing import Decoded, LineDecoder, encode
+from ._framing import MAX_LINE, Decoded, LineDecoder, encode
 from ._stdio_files import BlockingWriter, SocketWriter, ThreadReader
 
 __all__ = ["EOF_GRACE", "Wire", "claimed_stdio", "server_streams", "stdio_streams"]
@@ -191,11 +191,13 @@ class _Outbox(asyncio.BaseProtocol):
 class _Inbox(asyncio.Protocol):
     """stdin: the pipe's protocol on one side, the server's read stream on the other."""
 
-    def __init__(self, outbox: _Outbox, in_flight: _InFlight, eof_grace: float) -> None:
+    def __init__(
+        self, outbox: _Outbox, in_flight: _InFlight, eof_grace: float, max_line: int = MAX_LINE
+    ) -> None:
         self._outbox = outbox
         self._in_flight = in_flight
         self._eof_grace = eof_grace
-        self._decoder = LineDecoder()
+        self._decoder = LineDecoder(max_line)
         self._send, self._receive = anyio.create_memory_object_stream[SessionMessage | Exception](
             math.inf
         )
@@ -293,9 +295,12 @@ class _Inbox(asyncio.Protocol):
 
 @contextlib.asynccontextmanager
 async def stdio_streams(
-    wire: Wire, *, eof_grace: float = EOF_GRACE
+    wire: Wire, *, eof_grace: float = EOF_GRACE, max_line: int = MAX_LINE
 ) -> AsyncIterator[tuple[_Inbox, _Outbox]]:
-    """The read and write streams of ``Server.run`` over ``wire``, open while in the block."""
+    """The read and write streams of ``Server.run`` over ``wire``, open while in the block.
+
+    ``max_line``: the longest input line kept, in bytes (see :class:`~._framing.LineDecoder`).
+    """
     loop = asyncio.get_running_loop()
     in_flight = _InFlight()
     outbox = _Outbox(in_flight)
@@ -308,7 +313,7 @@ async def stdio_streams(
             SocketWriter(loop, write_fd, outbox)
         case _:
             BlockingWriter(write_fd, outbox)
-    inbox = _Inbox(outbox, in_flight, eof_grace)
+    inbox = _Inbox(outbox, in_flight, eof_grace, max_line)
     read_fd = os.dup(wire.read_fd)
     reader: asyncio.ReadTransport
     if _kind(read_fd) != "file":
@@ -329,11 +334,14 @@ async def stdio_streams(
 
 
 @contextlib.asynccontextmanager
-async def server_streams(wire: Wire | None = None) -> AsyncIterator[tuple[Any, Any]]:
+async def server_streams(
+    wire: Wire | None = None, max_line: int = MAX_LINE
+) -> AsyncIterator[tuple[Any, Any]]:
     """The streams of ``Server.run`` on this process's stdio (``wire``: already claimed).
 
     On Windows the loop cannot wait on inherited stdio handles: the SDK's own
-    ``stdio_server`` (a thread per direction) serves there, as before.
+    ``stdio_server`` (a thread per direction) serves there, as before (and
+    ``max_line`` does not apply).
     """
     if sys.platform == "win32":
         from mcp.server.stdio import stdio_server
@@ -344,7 +352,7 @@ async def server_streams(wire: Wire | None = None) -> AsyncIterator[tuple[Any, A
     with contextlib.ExitStack() as claim:
         wire = wire or claim.enter_context(claimed_stdio())
         assert wire is not None
-        async with stdio_streams(wire) as streams:
+        async with stdio_streams(wire, max_line=max_line) as streams:
             yield streams
 
 
