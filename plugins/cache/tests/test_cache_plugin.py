@@ -14,12 +14,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cache_starts import probe, settle
 from localagent_cache import FORMAT, ManifestCache
 
 from localagent.testing import localagent_cmd, running_agent
@@ -44,23 +44,7 @@ def on_connect(connection):
 )
 
 #: Runs the CLI in-process and reports, on stderr, which costly modules it imported.
-PROBE = """
-import json, sys
-from localagent.cli import main
-main(sys.argv[1:], standalone_mode=False)
-costly = ("importlib.metadata", "pluggy", "attr", "la_test_good", "la_test_new")
-print("IMPORTED " + json.dumps([m for m in costly if m in sys.modules]), file=sys.stderr)
-"""
-
-
-def _settle(*paths: Path) -> None:
-    """Date files back 10 s, so a manifest that depends on them is not "racy" (see RACY_NS)."""
-    past = time.time() - 10
-    for path in paths:
-        for directory, _dirs, files in os.walk(path):
-            for name in files:
-                os.utime(os.path.join(directory, name), (past, past))
-            os.utime(directory, (past, past))
+PROBE = probe(("importlib.metadata", "pluggy", "attr", "la_test_good", "la_test_new"))
 
 
 def _install(site: Path, dist: str, name: str, module: str, source: str, version: str) -> Path:
@@ -108,7 +92,7 @@ class Starts:
 
     def warm(self) -> dict[str, dict[str, Any]]:
         """Settle every file, start once to write the manifest, and return a start that used it."""
-        _settle(self.site, self.cwd)
+        settle(self.site, self.cwd)
         self.plugins()
         plugins, imported = self.plugins()
         assert all(record["cached"] for record in plugins.values())
@@ -127,7 +111,7 @@ def starts(tmp_path: Path) -> Iterator[Starts]:
 
 
 def test_a_warm_start_imports_neither_metadata_nor_plugins(starts: Starts) -> None:
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     cold, imported = starts.plugins()
     assert "importlib.metadata" in imported and "la_test_good" in imported
     assert not cold["good"]["cached"]
@@ -144,7 +128,7 @@ def test_a_warm_start_imports_neither_metadata_nor_plugins(starts: Starts) -> No
 
 
 def test_the_human_list_says_whether_the_cache_was_used(starts: Starts) -> None:
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     first = subprocess.run(
         localagent_cmd("plugins", "list"), cwd=starts.cwd, env=starts.env, capture_output=True
     )
@@ -233,7 +217,7 @@ def test_a_cache_dir_that_cannot_be_written_costs_only_speed(
     blocker = tmp_path / "a-file"
     blocker.write_text("a regular file: nothing can be created under it, not even by root")
     starts.env["LOCALAGENT_CACHE_DIR"] = str(blocker / "cache")
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     for _start in range(2):
         plugins, imported = starts.plugins()
         assert plugins["good"]["registered"] and not plugins["good"]["cached"]
@@ -244,7 +228,7 @@ def test_a_cache_dir_that_cannot_be_written_costs_only_speed(
 
 def test_a_disabled_cache_plugin_is_not_imported_and_writes_nothing(starts: Starts) -> None:
     starts.env["LOCALAGENT_LOAD_PLUGINS"] = "good"
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     for _start in range(2):
         plugins, _imported = starts.plugins()
         assert not plugins["good"]["cached"]

@@ -14,10 +14,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from cache_starts import probe, settle
 
 COMMAND = '''
 import os
@@ -33,23 +33,7 @@ def {name}():
 '''
 
 #: Runs the CLI in-process and reports, on stderr, which costly modules it imported.
-PROBE = """
-import json, sys
-from localagent.cli import main
-main(sys.argv[1:], standalone_mode=False)
-costly = ("importlib.metadata", "pathlib")
-print("IMPORTED " + json.dumps([m for m in costly if m in sys.modules]), file=sys.stderr)
-"""
-
-
-def _settle(*paths: Path) -> None:
-    """Date files back 10 s, so a record that depends on them is not "racy"."""
-    past = time.time() - 10
-    for path in paths:
-        for directory, _dirs, files in os.walk(path):
-            for name in files:
-                os.utime(os.path.join(directory, name), (past, past))
-            os.utime(directory, (past, past))
+PROBE = probe(("importlib.metadata", "pathlib"))
 
 
 class Starts:
@@ -106,7 +90,7 @@ class Starts:
 def starts(tmp_path: Path) -> Starts:
     starts = Starts(tmp_path)
     starts.install("hello")
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     return starts
 
 
@@ -141,7 +125,7 @@ def test_a_warm_plugins_list_imports_no_command_module_nor_pathlib(starts: Start
 def test_adding_a_distribution_invalidates_the_record(starts: Starts) -> None:
     starts.help()
     starts.install("added", help="Added later.")
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     out, imported, commands = starts.help()
     assert "added Added later." in words(out)
     assert "importlib.metadata" in imported and sorted(commands) == ["la_cmd_added", "la_cmd_hello"]
@@ -152,12 +136,12 @@ def test_adding_a_distribution_invalidates_the_record(starts: Starts) -> None:
 
 def test_removing_a_distribution_invalidates_the_record(starts: Starts) -> None:
     info = starts.install("gone")
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     assert "gone" in starts.help()[0]
     starts.help()
     shutil.rmtree(info)
     (starts.site / "la_cmd_gone.py").unlink()
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     out, imported, _commands = starts.help()
     assert "gone" not in out and "hello" in out
     assert "importlib.metadata" in imported
@@ -169,7 +153,7 @@ def test_upgrading_a_distribution_invalidates_the_record(starts: Starts) -> None
     new = starts.site / "la_cmd_hello-2.0.dist-info"
     old.rename(new)
     (new / "entry_points.txt").write_text("[localagent.commands]\nhi = la_cmd_hello:hello\n")
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     out, imported, _commands = starts.help()
     assert "hi Say hello." in words(out) and "hello Say" not in words(out)
     assert "importlib.metadata" in imported
@@ -179,7 +163,7 @@ def test_editing_a_command_help_in_place_is_seen(starts: Starts) -> None:
     starts.help()
     module = starts.site / "la_cmd_hello.py"
     module.write_text(module.read_text().replace("Say hello.", "Say hello, edited."))
-    _settle(starts.site, starts.cwd)
+    settle(starts.site, starts.cwd)
     out, _imported, commands = starts.help()
     assert "hello Say hello, edited." in words(out) and commands == ["la_cmd_hello"]
 
