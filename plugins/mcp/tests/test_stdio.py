@@ -337,9 +337,10 @@ async def test_a_print_to_stdout_does_not_corrupt_the_stream(env: dict[str, str]
 # A program that says it started (streamed to the host as progress), then waits for the
 # test to let it finish.
 WAIT_FOR_RELEASE = """
-import pathlib, sys, time
-print("started", flush=True)
+import os, pathlib, sys, time
 release = pathlib.Path(sys.argv[1])
+release.with_suffix(".pid").write_text(str(os.getpid()))
+print("started", flush=True)
 while not release.exists():
     time.sleep(0.01)
 print("released")
@@ -378,10 +379,22 @@ async def test_at_the_end_of_stdin_a_call_that_never_ends_does_not_keep_it_runni
     async with raw_bridge(env) as bridge:
         await bridge.initialize()
         await _start_waiting_program(bridge, tmp_path / "never")
+        pid = int((tmp_path / "never.pid").read_text())
         bridge.stdin.close()
         # After the grace period the call is cancelled, and said so.
         assert "error" in await bridge.reply(1)
         assert await _exit_code(bridge.process) == 0
+    # ... in the agent too (agent.cancel): the program's process group is killed.
+    for _ in range(400):
+        if not _running(pid):
+            break
+        await anyio.sleep(0.05)
+    assert not _running(pid), "the program still runs after the bridge ended"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is still there (running, or killed and not yet reaped by the agent)."""
+    return os.path.exists(f"/proc/{pid}")
 
 
 async def test_a_pty_as_stdin(env: dict[str, str]) -> None:
