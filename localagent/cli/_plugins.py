@@ -370,7 +370,9 @@ def plugins_cache() -> None:
 
 @plugins_cache.command("clear")
 def plugins_cache_clear() -> None:
-    """Remove the plugin manifests; the next start discovers and imports afresh.
+    """Remove the plugin manifests and the records of installed commands.
+
+    The next start discovers and imports afresh.
 
     Works whether or not the cache plugin is enabled, as long as it is installed.
     """
@@ -382,4 +384,7 @@ def plugins_cache_clear() -> None:
             "the plugin cache is not installed (pip install localagent-cache)"
         )
     removed = cache.clear()
-    click.echo(f"removed {removed} manifest file(s) from {os.path.dirname(cache.path)}")
+    click.echo(
+        f"removed {removed} cache file(s) (plugin manifests, command records) "
+        f"from {os.path.dirname(cache.path)}"
+    )

@@ -240,7 +240,7 @@ def test_cache_clear_removes_the_manifest(starts: Starts) -> None:
     starts.warm()
     assert len(starts.manifests()) == 1
     cleared = starts.run("plugins", "cache", "clear")
-    assert "removed 1 manifest file(s)" in cleared.stdout
+    assert "removed 1 cache file(s) (plugin manifests, command records)" in cleared.stdout
     assert starts.manifests() == []
     plugins, _imported = starts.plugins()
     assert not plugins["good"]["cached"]
