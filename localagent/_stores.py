@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 from localagent_hookspecs import KeyValueStore, MessageError
 
 from . import _codec
-from ._autopipeline import AutoPipeline
-from ._redis_cluster import ClusterAutoPipeline, cluster_client, is_cluster, is_redirection
 
 if TYPE_CHECKING:
     import redis.asyncio
+
+    from ._autopipeline import AutoPipeline
 
 __all__ = ["UNAVAILABLE", "MemoryStore", "RedisStore", "open_store"]
 
@@ -137,6 +137,9 @@ class RedisStore:
     def __init__(self, url: str, *, max_connections: int = 32, timeout: float = 2.0) -> None:
         import redis.asyncio
 
+        # Here, not at the top: an agent on the memory store never loads the Redis machinery.
+        from ._autopipeline import AutoPipeline
+
         self.url = url
         self._errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError,
@@ -162,7 +165,9 @@ class RedisStore:
         # Auto-pipelining (when on): commands issued in the same event-loop
         # iteration go to Redis as one pipeline (one write, one read) instead
         # of one round trip each. Concurrent requests are the common case.
-        self._pipeline = AutoPipeline(lambda: self._redis.connection_pool, timeout=timeout)
+        self._pipeline: AutoPipeline = AutoPipeline(
+            lambda: self._redis.connection_pool, timeout=timeout
+        )
 
     @staticmethod
     def retry() -> Any:
@@ -228,6 +233,8 @@ class RedisStore:
         except self._errors as exc:
             raise self._unavailable(exc) from exc
         except self._response_error as exc:
+            from ._redis_cluster import is_redirection  # an error reply: not the common path
+
             if self.cluster or not is_redirection(exc):
                 raise
         await self._use_cluster()  # a lone client met a cluster node (Redis was away at start)
@@ -237,6 +244,8 @@ class RedisStore:
         """Ask the Redis whether it is a Redis Cluster (once it answers); if so, use one."""
         if self._detected:
             return
+        from ._redis_cluster import is_cluster
+
         with self._guard():
             found = await is_cluster(self.url, timeout=self._timeout)
         self._detected = True
@@ -245,6 +254,8 @@ class RedisStore:
 
     async def _use_cluster(self) -> None:
         import redis.exceptions
+
+        from ._redis_cluster import ClusterAutoPipeline, cluster_client
 
         self._detected = self.cluster = True
         previous = self._redis

@@ -234,6 +234,39 @@ def test_serve_banner_shows_plugin_times(subprocess_env: dict[str, str]) -> None
     assert "ping (import " in agent.output
 
 
+#: What ``serve`` must not import before it listens: each is needed only by a
+#: setting left unset (a config file, Redis) or by a first request of its kind.
+DEFERRED_AT_START = {
+    "tomllib": "config.toml (there is none)",
+    "localagent._autopipeline": "the Redis store",
+    "localagent._redis_cluster": "the Redis store",
+    "localagent.builtin.exec._run": "the first exec request",
+    "localagent.builtin.fs._write": "the first fs.write",
+}
+
+
+def _imported(lines: list[str]) -> list[str]:
+    """The modules named by ``-X importtime`` lines, in import order."""
+    return [line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")]
+
+
+def test_serve_imports_nothing_unused_before_listening(subprocess_env: dict[str, str]) -> None:
+    env = {**subprocess_env, "PYTHONPROFILEIMPORTTIME": "1"}
+    with running_agent(env) as agent:
+        env["LOCALAGENT_URL"] = agent.url
+        written = run(env, "send", "fs.write", '{"path": "a.txt", "content": "x"}')
+        assert written.returncode == 0, written.stderr
+        ran = run(env, "send", "exec", '{"argv": ["nothing-allowed"]}')
+        assert "not_allowed" in ran.stderr
+    lines = list(agent.lines)
+    listening = next(i for i, line in enumerate(lines) if "listening on" in line)
+    before = set(_imported(lines[:listening]))
+    assert {name: why for name, why in DEFERRED_AT_START.items() if name in before} == {}
+    # Not vacuous: the requests loaded what they needed, after the start.
+    after = set(_imported(lines[listening:]))
+    assert {"localagent.builtin.exec._run", "localagent.builtin.fs._write"} <= after
+
+
 @pytest.mark.parametrize("args", [["--help"], ["plugins", "list", "--all"], ["token", "--path"]])
 def test_commands_that_do_not_talk_websocket_do_not_import_it(
     subprocess_env: dict[str, str], args: list[str]

@@ -7,12 +7,13 @@ rebuilt from ``pass_env`` and ``env``; each run gets its own process group,
 which is killed on timeout, when the client disconnects and when the run ends.
 
 The modules: ``_settings`` (the ``[plugins.exec]`` table and the allow-list),
-``_run`` (one request: its process, output and end) and ``_plugin`` (the hooks,
-the limits, the runs of each connection).
+``_data`` (the request's schema), ``_run`` (one request: its process, output
+and end; imported by the first request) and ``_plugin`` (the hooks, the
+limits, the runs of each connection).
 """
 
+from ._data import SPAWN_FAILED
 from ._plugin import NOT_ALLOWED, Plugin
-from ._run import SPAWN_FAILED
 from ._settings import DEFAULT_PASS_ENV, ExecSettings, resolve_allow_list
 
 __all__ = [

@@ -6,30 +6,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 from localagent_hookspecs import Agent, Connection, Message, MessageError, handles, hookimpl
 
-from ._run import ExecData, Streamer, kill_group, parse_request, run_program
+from ._data import ExecData
 from ._settings import NAME, ExecSettings, resolve_allow_list
 
 if TYPE_CHECKING:  # asyncio costs ~40 ms; `localagent plugins list` imports this module
     import asyncio
 
+    from ._run import ConnectionRuns
+
 __all__ = ["NOT_ALLOWED", "Plugin"]
 
 NOT_ALLOWED = "not_allowed"
-
-
-@attrs.define
-class _ConnectionState:
-    """What ``exec`` keeps in ``connection.state["exec"]``."""
-
-    slots: asyncio.Semaphore
-    processes: set[asyncio.subprocess.Process] = attrs.field(factory=set)
-
-    def kill_all(self) -> None:
-        for process in list(self.processes):
-            kill_group(process)
 
 
 class Plugin:
@@ -59,12 +48,14 @@ class Plugin:
         self._workspace = agent.workspace
         self._slots = asyncio.Semaphore(settings.max_concurrent)
 
-    def _connection_state(self, connection: Connection) -> _ConnectionState:
+    def _connection_state(self, connection: Connection) -> ConnectionRuns:
         import asyncio
 
+        from ._run import ConnectionRuns
+
         state = connection.state.get(NAME)
-        if not isinstance(state, _ConnectionState):
-            state = connection.state[NAME] = _ConnectionState(
+        if not isinstance(state, ConnectionRuns):
+            state = connection.state[NAME] = ConnectionRuns(
                 asyncio.Semaphore(self.settings.max_per_connection)
             )
             connection.on_close(state.kill_all)
@@ -94,6 +85,9 @@ class Plugin:
         Raises:
             MessageError: ``bad_request``, ``not_allowed`` or ``spawn_failed``.
         """
+        # Here, not at the top: what runs a program is loaded by the first exec request.
+        from ._run import Streamer, parse_request, run_program
+
         request = parse_request(message, self.settings.timeout)
         program = self._program(message, request.argv[0])
         streamer = (

@@ -1,5 +1,8 @@
 """One ``exec`` run: the request, the program's process, its output, its end.
 
+Imported on the first ``exec`` request, not when the plugin is: an agent whose
+clients never run a program does not build these classes.
+
 :func:`parse_request` checks a message's ``data``; :func:`run_program` starts the
 program in its own process group, collects (or streams) its output under the
 cap, kills the group on timeout and when the run ends, and builds the reply.
@@ -16,21 +19,19 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import msgspec
 from localagent_hookspecs import Connection, Message, MessageError
 
 from .._args import BAD_REQUEST
+from ._data import SPAWN_FAILED, ExecData
 
 if TYPE_CHECKING:  # asyncio costs ~40 ms; `localagent plugins list` imports this module
     import asyncio
 
 __all__ = [
-    "ENCODINGS",
-    "SPAWN_FAILED",
-    "ExecData",
+    "ConnectionRuns",
     "Request",
     "Streamer",
     "kill_group",
@@ -40,37 +41,12 @@ __all__ = [
 
 logger = logging.getLogger("localagent.builtin.exec")
 
-SPAWN_FAILED = "spawn_failed"
-ENCODINGS = ("text", "base64")
-
 #: Bytes asked of a pipe per read.
 _READ_SIZE = 64 * 1024
 #: Seconds allowed, after a kill, to collect what is left in the pipes.
 _KILL_GRACE = 2.0
 
 _Emit = Callable[[str, bytes, bool], Awaitable[None]]
-
-
-class ExecData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``exec`` data (the schema the runtime checks; see docs/exec.md)."""
-
-    argv: Annotated[
-        list[str],
-        msgspec.Meta(
-            min_length=1,
-            description="The program (an allow-list entry) and its arguments; no shell.",
-        ),
-    ]
-    timeout: Annotated[float, msgspec.Meta(gt=0, description="Seconds before a kill.")] | None = (
-        None
-    )
-    stdin: Annotated[str, msgspec.Meta(description="Text written to standard input.")] | None = None
-    stream: Annotated[
-        bool, msgspec.Meta(description="Send the output as exec.output messages meanwhile.")
-    ] = False
-    encoding: Annotated[
-        Literal["text", "base64"], msgspec.Meta(description="How output is returned.")
-    ] = "text"
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +192,18 @@ def kill_group(process: asyncio.subprocess.Process) -> None:
     """SIGKILL the run's process group (its id is the leader's pid: ``start_new_session``)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(process.pid, signal.SIGKILL)
+
+
+@attrs.define
+class ConnectionRuns:
+    """What ``exec`` keeps in ``connection.state["exec"]``: the connection's slots and runs."""
+
+    slots: asyncio.Semaphore
+    processes: set[asyncio.subprocess.Process] = attrs.field(factory=set)
+
+    def kill_all(self) -> None:
+        for process in list(self.processes):
+            kill_group(process)
 
 
 async def run_program(

@@ -14,8 +14,8 @@ which the runtime awaits, so large file I/O does not block the event loop.
 
 The modules: ``_settings`` (the ``[plugins.fs]`` table), ``_errors`` (the
 error codes), ``_root`` (confinement: opening paths inside the root),
-``_write`` (atomic writes) and ``_plugin`` (the hooks, reads, listings, stats,
-deletes).
+``_write`` (atomic writes; imported by the first ``fs.write``) and ``_plugin``
+(the hooks, reads, listings, stats, deletes).
 """
 
 from ._errors import ERROR_CODES

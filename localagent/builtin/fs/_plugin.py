@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 from collections.abc import Coroutine
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from localagent_hookspecs import Agent, Connection, Message, MessageError, handles, hookimpl
 
@@ -16,7 +16,9 @@ from ._data import DeleteData, ListData, ReadData, StatData, WriteData
 from ._errors import NOT_EMPTY, NOT_TEXT, TOO_LARGE, file_kind, os_error, refused, require_file
 from ._root import O_DIR, O_READ, O_STAT, ConfinedRoot
 from ._settings import DEFAULT_MAX_READ_BYTES, DEFAULT_MAX_WRITE_BYTES, NAME, FsSettings
-from ._write import FileWriter, WriteRequest
+
+if TYPE_CHECKING:
+    from ._write import FileWriter
 
 __all__ = ["THREAD_THRESHOLD", "Plugin"]
 
@@ -82,7 +84,7 @@ class Plugin:
         self.root = ConfinedRoot("")
         self.max_read_bytes = DEFAULT_MAX_READ_BYTES
         self.max_write_bytes = DEFAULT_MAX_WRITE_BYTES
-        self._writer = FileWriter(self.root, self.max_write_bytes)
+        self._writer: FileWriter | None = None  # built by the first fs.write
 
     @hookimpl
     def on_load(self, agent: Agent) -> None:
@@ -100,7 +102,7 @@ class Plugin:
         self.root = ConfinedRoot(os.path.realpath(root))
         self.max_read_bytes = settings.max_read_bytes
         self.max_write_bytes = settings.max_write_bytes
-        self._writer = FileWriter(self.root, self.max_write_bytes)
+        self._writer = None
 
     # -- fs.read -------------------------------------------------------------
 
@@ -201,6 +203,9 @@ class Plugin:
     @handles("fs.write", schema=WriteData)
     def write_file(self, message: Message) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
         """Write a file in the workspace atomically: ``{"path", "size"}``."""
+        # Here, not at the top: an agent loads the writing machinery on its first fs.write.
+        from ._write import FileWriter, WriteRequest
+
         data: WriteData = message.data
         request = WriteRequest(
             parts=_path(data.path, allow_root=False),
@@ -210,11 +215,14 @@ class Plugin:
             parents=data.parents,
             overwrite=data.overwrite,
         )
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = FileWriter(self.root, self.max_write_bytes)
         if len(request.content) > THREAD_THRESHOLD:
             import asyncio
 
-            return asyncio.to_thread(self._writer.write, request)
-        return self._writer.write(request)
+            return asyncio.to_thread(writer.write, request)
+        return writer.write(request)
 
     # -- fs.list, fs.stat, fs.delete -----------------------------------------
 
