@@ -109,7 +109,7 @@ def test_window_figures_give_rates_and_percentiles_of_the_window_only() -> None:
     metrics.error("message", "bad", "ValueError")
     metrics.error("message", "bad", "ValueError")
     new = metrics.sample(102.0)
-    from localagent_monitor._metrics import window_figures
+    from localagent_monitor._window import window_figures
 
     figures = window_figures(old, new)
     assert figures.rates == {"echo": 20.0}

@@ -24,13 +24,15 @@ Configuration, in ``config.toml`` (all optional)::
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 from localagent_hookspecs import Agent, Connection, hookimpl
 
 from ._defaults import DEFAULT_MAX_BUFFER, DEFAULT_MAX_PER_CLASS, DEFAULT_MAX_POOLED
-from ._pool import BufferPool
+
+if TYPE_CHECKING:  # the pool is built at the first connection, not at the start
+    from ._pool import BufferPool
 
 __all__ = ["NAME", "BufferPool", "MempoolConfig", "Plugin"]
 
@@ -65,28 +67,42 @@ class Plugin:
     frame is written).
 
     Attributes:
-        pool: The agent's buffer pool (its counters are in ``pool.stats()``).
+        config: The settings read from ``[plugins.mempool]`` in ``on_load``.
         bench_areas: ``localagent bench`` runs these areas with the plugin off and on.
     """
 
     bench_areas: ClassVar[tuple[str, ...]] = ("websocket", "allocations")
 
     def __init__(self) -> None:
-        self.pool = BufferPool()
+        self.config = MempoolConfig()
+        self._pool: BufferPool | None = None
+
+    @property
+    def pool(self) -> BufferPool:
+        """The agent's buffer pool, sized by :attr:`config` (its counters are in ``pool.stats()``).
+
+        Built when first needed (the first connection), so a start never imports it.
+        """
+        if self._pool is None:
+            from ._pool import BufferPool
+
+            config = self.config
+            self._pool = BufferPool(
+                max_per_class=config.max_per_class,
+                max_pooled=config.max_pooled,
+                max_buffer=config.max_buffer,
+            )
+        return self._pool
 
     @hookimpl
     def on_load(self, agent: Agent) -> None:
-        """Read ``[plugins.mempool]`` and size the pool.
+        """Read ``[plugins.mempool]``; the pool is sized by it when first needed.
 
         Raises:
             ConfigError: An unknown key or a bad value (named in the message).
         """
-        config = agent.plugin_settings(NAME, MempoolConfig)
-        self.pool = BufferPool(
-            max_per_class=config.max_per_class,
-            max_pooled=config.max_pooled,
-            max_buffer=config.max_buffer,
-        )
+        self.config = agent.plugin_settings(NAME, MempoolConfig)
+        self._pool = None
 
     @hookimpl
     def on_connect(self, connection: Connection) -> None:
@@ -94,5 +110,14 @@ class Plugin:
 
         ``connection.state["mempool"]`` is the shared pool, for its counters.
         """
-        connection.use_buffers(self.pool)
-        connection.state[NAME] = self.pool
+        pool = self.pool
+        connection.use_buffers(pool)
+        connection.state[NAME] = pool
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BufferPool":
+        from . import _pool
+
+        return _pool.BufferPool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from localagent_hookspecs import (
@@ -33,12 +33,15 @@ from localagent_hookspecs import (
     SendFunc,
 )
 
-from ._actions import PressureActions
 from ._config import MonitorConfig
 from ._health import Health, HealthTracker, Reading, assess
-from ._metrics import Metrics, Sample, WindowFigures, window_figures
-from ._optimizer import AutoOptimizer, Decision
-from ._port import MonitorPort
+from ._metrics import Metrics, Sample
+
+if TYPE_CHECKING:  # each is imported where its setting or the first tick needs it
+    from ._actions import PressureActions
+    from ._optimizer import AutoOptimizer, Decision
+    from ._port import MonitorPort
+    from ._window import WindowFigures
 
 __all__ = ["Monitor"]
 
@@ -110,13 +113,20 @@ class Monitor:
         self.history: deque[float] = deque(maxlen=HISTORY)
         self.decisions: deque[Decision] = deque(maxlen=DECISIONS)
         self.connections: dict[str, ConnectionFigures] = {}
-        self.optimizer = (
-            AutoOptimizer(config.batch_above, config.unbatch_below, config.min_switch_interval)
-            if config.auto_optimize
-            else None
-        )
+        #: The auto-optimizer (``None`` unless ``auto_optimize = true``).
+        self.optimizer: AutoOptimizer | None = None
+        if config.auto_optimize:
+            from ._optimizer import AutoOptimizer  # attrs classes: built only when it is on
+
+            self.optimizer = AutoOptimizer(
+                config.batch_above, config.unbatch_below, config.min_switch_interval
+            )
         #: The optimization cycle's actions (``None`` unless ``actions = true``).
-        self.actions = PressureActions(config, agent, self.buffer_pools) if config.actions else None
+        self.actions: PressureActions | None = None
+        if config.actions:
+            from ._actions import PressureActions  # attrs classes: built only when it is on
+
+            self.actions = PressureActions(config, agent, self.buffer_pools)
         self._samples: deque[Sample] = deque()
         self._warned_no_switch = False
         #: The monitor's own port, when ``port`` is set (else the agent's port serves).
@@ -163,6 +173,8 @@ class Monitor:
                 )
         else:
             from localagent._security import TokenFile
+
+            from ._port import MonitorPort  # a second websockets server: only with `port` set
 
             token = TokenFile(self.agent.config_dir).get
             self.own_port = await MonitorPort.open(config, self.routes(), token)
@@ -257,6 +269,8 @@ class Monitor:
 
     def tick(self, now: float) -> None:
         """Sample, update the window figures and health, and run the auto-optimizer."""
+        from ._window import window_figures  # at the first tick: a start never needs it
+
         sample = self.metrics.sample(now, self.queue_depth())
         samples = self._samples
         samples.append(sample)
