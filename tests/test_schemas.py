@@ -193,6 +193,22 @@ def test_plugins_info_json_carries_the_schemas(localagent_config_dir: Any) -> No
     assert messages["kv.get"]["schema"]["properties"]["key"]["maxLength"] == 512
 
 
+def test_plugins_info_json_of_a_disabled_plugin_still_lists_its_types(
+    localagent_config_dir: Any,
+) -> None:
+    localagent_config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (localagent_config_dir / "config.toml").write_text(
+        "[plugins.kv]\nenabled = false\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(main, ["plugins", "info", "kv", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["enabled"] is False
+    assert {"kv.get", "kv.set", "kv.delete"} <= {m["type"] for m in info["messages"]}
+    schemas = json.loads(CliRunner().invoke(main, ["plugins", "schemas"]).output)
+    assert not any(m["plugin"] == "kv" for m in schemas)  # the enabled plugins' list: not kv
+
+
 async def test_agent_cancel_stops_a_running_request(localagent_config_dir: Any) -> None:
     import asyncio
     import sys

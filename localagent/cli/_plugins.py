@@ -319,7 +319,7 @@ def plugins_info(name: str, as_json: bool) -> None:
     """Show everything known about plugin NAME.
 
     With --json, also its message types with their JSON Schemas ("messages",
-    as `localagent plugins schemas` prints them).
+    as `localagent plugins schemas` prints them), for a disabled plugin too.
     """
     records, _cache = _plugin_records()
     data = next((record for record in records if record["name"] == name), None)
@@ -335,16 +335,23 @@ def plugins_info(name: str, as_json: bool) -> None:
 
 
 def _message_types(plugin: str | None = None) -> list[dict[str, Any]]:
-    """The message types the enabled plugins (or ``plugin``) answer, with their JSON Schemas.
+    """The message types the enabled plugins answer, or those of ``plugin`` (enabled or
+    not), with their JSON Schemas.
 
-    Imports the enabled plugins (the plugin cache keeps no schemas); runs no ``on_load``.
+    Imports the plugins it describes (the plugin cache keeps no schemas): for
+    ``plugin``, that one (even if disabled) and the built-ins, no other
+    third-party plugin. Runs no ``on_load``.
     """
-    from .._bootstrap import Selection, config_path, disabled_plugins
+    from .._bootstrap import LOAD_PLUGINS_VARIABLE, config_path, disabled_plugins
     from .._plugins import load_plugins
     from .._schemas import describe_types
 
-    selection = Selection.build(disabled_plugins(config_path()))
-    loaded = load_plugins(disabled_in_config=selection.disabled_in_config)
+    disabled = disabled_plugins(config_path())
+    if plugin is None:
+        loaded = load_plugins(disabled_in_config=disabled)
+    else:
+        only = {LOAD_PLUGINS_VARIABLE: plugin}
+        loaded = load_plugins(disabled_in_config=disabled, options=[plugin], environ=only)
     return [
         described.to_json()
         for described in describe_types(loaded.manager)
