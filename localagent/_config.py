@@ -299,20 +299,17 @@ class Settings:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        file = path.open("rb")
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     import tomllib  # only once there is a file to parse: an agent without one never loads it
 
-    with file:
-        try:
-            return tomllib.load(file)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(data.decode())  # what tomllib.load does with a binary file
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
 #: The typed tables, by name. Field names are unique across them, so each
