@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
+import msgspec
 
+from . import _config_values as _values
 from ._paths import CONFIG_FILE_NAME, config_dir
 from .exceptions import ConfigError
 
@@ -35,72 +36,7 @@ ENV_PREFIX = "LOCALAGENT_"
 SettingsT = TypeVar("SettingsT")
 
 
-def _tuple_of_str(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise TypeError("expected a list of strings")
-
-
-def _optional_float(value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and value.lower() in ("", "none", "off")):
-        return None
-    return _float(value)
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise TypeError("expected true or false")
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise TypeError("expected an integer")
-    return int(value)
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError("expected a number")
-    return float(value)
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive")
-
-
-def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must not be negative")
-
-
-def _port(_instance: object, _attribute: attrs.Attribute[Any], value: int) -> None:
-    if not 0 <= value <= 65535:
-        raise ValueError("port must be between 0 and 65535")
-
-
-def _loop_name(_instance: object, _attribute: attrs.Attribute[Any], value: str) -> None:
-    from ._loop import LOOPS
-
-    if value not in LOOPS:
-        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, not {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class ServerSettings:
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[server]`` table.
 
     Attributes:
@@ -132,28 +68,45 @@ class ServerSettings:
             installed while the agent runs (0 turns the watching off).
     """
 
-    host: str = attrs.field(default="127.0.0.1", converter=_str)
-    port: int = attrs.field(default=8765, converter=_int, validator=_port)
-    allow_remote: bool = attrs.field(default=False, converter=_bool)
-    origins: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
-    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
-    max_message_size: int = attrs.field(default=1 << 20, converter=_int, validator=_positive)
-    max_in_flight: int = attrs.field(default=64, converter=_int, validator=_positive)
-    max_pending_bytes: int = attrs.field(default=64 << 20, converter=_int, validator=_positive)
-    max_connections: int = attrs.field(default=256, converter=_int, validator=_positive)
-    compression: bool = attrs.field(default=False, converter=_bool)
-    ping_interval: float | None = attrs.field(
-        default=20.0, converter=_optional_float, validator=_positive
-    )
-    ping_timeout: float | None = attrs.field(
-        default=20.0, converter=_optional_float, validator=_positive
-    )
-    open_timeout: float = attrs.field(default=10.0, converter=_float, validator=_positive)
-    shutdown_grace: float = attrs.field(default=5.0, converter=_float)
-    loop: str = attrs.field(default="auto", converter=_str, validator=_loop_name)
-    watch_interval: float = attrs.field(
-        default=0.5, converter=_float, validator=attrs.validators.ge(0)
-    )
+    host: str = "127.0.0.1"
+    port: int = 8765
+    allow_remote: bool = False
+    origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    max_message_size: int = 1 << 20
+    max_in_flight: int = 64
+    max_pending_bytes: int = 64 << 20
+    max_connections: int = 256
+    compression: bool = False
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    open_timeout: float = 10.0
+    shutdown_grace: float = 5.0
+    loop: str = "auto"
+    watch_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        _values.read_fields(self, _SERVER_READERS)
+
+
+_SERVER_READERS: dict[str, _values.Reader] = {
+    "host": (_values.as_str, None),
+    "port": (_values.as_int, _values.check_port),
+    "allow_remote": (_values.as_bool, None),
+    "origins": (_values.tuple_of_str, None),
+    "allowed_hosts": (_values.tuple_of_str, None),
+    "max_message_size": (_values.as_int, _values.check_positive),
+    "max_in_flight": (_values.as_int, _values.check_positive),
+    "max_pending_bytes": (_values.as_int, _values.check_positive),
+    "max_connections": (_values.as_int, _values.check_positive),
+    "compression": (_values.as_bool, None),
+    "ping_interval": (_values.optional_float, _values.check_positive),
+    "ping_timeout": (_values.optional_float, _values.check_positive),
+    "open_timeout": (_values.as_float, _values.check_positive),
+    "shutdown_grace": (_values.as_float, None),
+    "loop": (_values.as_str, _values.check_loop),
+    "watch_interval": (_values.as_float, _values.check_not_negative),
+}
 
 
 def _default_workspace() -> Path:
@@ -162,47 +115,7 @@ def _default_workspace() -> Path:
     return Path(platformdirs.user_data_dir("localagent", appauthor=False)) / "workspace"
 
 
-def _path(value: Any) -> Path:
-    if not isinstance(value, str | Path) or not str(value):
-        raise TypeError("expected a directory path")
-    return Path(value).expanduser().absolute()
-
-
-def _optional_path(value: Any) -> Path | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str | Path):
-        raise TypeError("expected a file path")
-    return Path(value).expanduser().absolute()
-
-
-def _redis_url(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
-    return value
-
-
-def _cluster_name(value: Any) -> str | None:
-    """A cluster name: key-safe (it goes inside Redis hash tags), or empty for none."""
-    if value is None or value == "":
-        return None
-    from ._cluster import check_cluster_name  # the cluster's naming rules live there
-
-    return check_cluster_name(_str(value))
-
-
-def _agent_name(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    from ._cluster import check_agent_name
-
-    return check_agent_name(_str(value))
-
-
-@attrs.frozen(kw_only=True)
-class AgentSettings:
+class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[agent]`` table: what the agent works on.
 
     Attributes:
@@ -225,18 +138,32 @@ class AgentSettings:
             unconfirmed then stands, with a warning.
     """
 
-    workspace: Path = attrs.field(factory=_default_workspace, converter=_path)
-    redis: str | None = attrs.field(default=None, converter=_redis_url)
-    cluster: str | None = attrs.field(default=None, converter=_cluster_name)
-    cluster_agent: str | None = attrs.field(default=None, converter=_agent_name)
-    cluster_timeout: float = attrs.field(default=30.0, converter=_float, validator=_positive)
-    cluster_secret_file: Path | None = attrs.field(default=None, converter=_optional_path)
-    cluster_wait_replicas: int = attrs.field(default=0, converter=_int, validator=_not_negative)
-    cluster_wait_timeout: float = attrs.field(default=1.0, converter=_float, validator=_positive)
+    workspace: Path = msgspec.field(default_factory=_default_workspace)
+    redis: str | None = None
+    cluster: str | None = None
+    cluster_agent: str | None = None
+    cluster_timeout: float = 30.0
+    cluster_secret_file: Path | None = None
+    cluster_wait_replicas: int = 0
+    cluster_wait_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        _values.read_fields(self, _AGENT_READERS)
 
 
-@attrs.frozen(kw_only=True)
-class Settings:
+_AGENT_READERS: dict[str, _values.Reader] = {
+    "workspace": (_values.path, None),
+    "redis": (_values.redis_url, None),
+    "cluster": (_values.cluster_name, None),
+    "cluster_agent": (_values.agent_name, None),
+    "cluster_timeout": (_values.as_float, _values.check_positive),
+    "cluster_secret_file": (_values.optional_path, None),
+    "cluster_wait_replicas": (_values.as_int, _values.check_not_negative),
+    "cluster_wait_timeout": (_values.as_float, _values.check_positive),
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the agent is configured with.
 
     Attributes:
@@ -252,9 +179,9 @@ class Settings:
     """
 
     config_dir: Path
-    server: ServerSettings = attrs.field(factory=ServerSettings)
-    agent: AgentSettings = attrs.field(factory=AgentSettings)
-    plugins: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    plugins: Mapping[str, Mapping[str, Any]] = msgspec.field(default_factory=dict)
     plugin_overrides: frozenset[str] = frozenset()
 
     @property
@@ -328,7 +255,7 @@ def _table_from(
     path: Path,
 ) -> Any:
     cls = _TABLES[name]
-    fields = {field.name for field in attrs.fields(cls)}
+    fields = set(cls.__struct_fields__)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key, value in file_table.items():
@@ -346,7 +273,7 @@ def _table_from(
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        # attrs reports converter/validator failures without the field's source;
+        # A table's __post_init__ reports a bad value without the field's source;
         # find the offending one so the message says where to look.
         for key, value in values.items():
             try:
@@ -398,7 +325,7 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if "." in key:
             continue
-        table = next((n for n, cls in _TABLES.items() if key in attrs.fields_dict(cls)), None)
+        table = next((n for n, cls in _TABLES.items() if key in cls.__struct_fields__), None)
         if table is None:
             raise ConfigError(f"unknown setting {key!r}")
         by_table[table][key] = value

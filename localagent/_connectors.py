@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
+import msgspec
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientOptions", "Connector", "ConnectorFactory", "factory", "install"]
 
 
-@attrs.frozen
-class ClientOptions:
+class ClientOptions(msgspec.Struct, frozen=True):
     """What a :class:`Client` was created with, as a :data:`ConnectorFactory` sees it.
 
     Attributes:
@@ -31,9 +30,15 @@ class ClientOptions:
     """
 
     url: str
-    token: str | None = attrs.field(repr=False)
+    token: str | None
     open_timeout: float
     max_message_size: int | None
+
+    def __repr__(self) -> str:  # without the token: a repr may end up in a log
+        return (
+            f"ClientOptions(url={self.url!r}, open_timeout={self.open_timeout!r}, "
+            f"max_message_size={self.max_message_size!r})"
+        )
 
 
 class Connector(Protocol):

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import CoroutineType
 from typing import Any
 
-import attrs
+import msgspec
 from localagent_hookspecs import Connection, Message, MessageError, handled_types
 from pluggy import HookImpl
 
@@ -89,8 +89,7 @@ def _positional(impl: HookImpl) -> Callable[[Connection, Message], Any]:
     return lambda connection, message: function()
 
 
-@attrs.frozen
-class Route:
+class Route(msgspec.Struct, frozen=True):
     """The handlers and wrappers for one message type, in call order."""
 
     handlers: tuple[Handler, ...]

@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import attrs
+import msgspec
 
 from ._bootstrap import Selection, open_cache
 from ._config import Settings, load_settings
@@ -95,7 +95,7 @@ def _reread(settings: Settings) -> Settings:
     for key in settings.plugin_overrides:
         name, _, field = key.partition(".")
         tables.setdefault(name, {})[field] = settings.plugins[name][field]
-    return attrs.evolve(settings, plugins=tables)
+    return msgspec.structs.replace(settings, plugins=tables)
 
 
 def _wall(seconds: float | None) -> str | None:

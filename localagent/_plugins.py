@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
+import msgspec
 import pluggy
 from localagent_hookspecs import PROJECT_NAME, handled_types, hookspecs
 
@@ -49,8 +49,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "localagent"
 
 
-@attrs.frozen
-class PluginSpec:
+class PluginSpec(msgspec.Struct, frozen=True):
     """A plugin known before import.
 
     Attributes:
@@ -93,8 +92,7 @@ BUILTIN_PLUGINS: tuple[PluginSpec, ...] = (
 )
 
 
-@attrs.define(kw_only=True)
-class PluginInfo:
+class PluginInfo(msgspec.Struct, kw_only=True):
     """What is known about one plugin after loading.
 
     Attributes:
@@ -251,8 +249,7 @@ def _describe(pm: PluginManager, plugin: object) -> tuple[tuple[str, ...], tuple
     return tuple(hooks), tuple(sorted(types))
 
 
-@attrs.define
-class LoadedPlugins:
+class LoadedPlugins(msgspec.Struct):
     """The result of :func:`load_plugins`.
 
     Attributes:
@@ -265,7 +262,7 @@ class LoadedPlugins:
     manager: PluginManager
     infos: list[PluginInfo]
     selection: Selection | None = None
-    extra: Mapping[str, object] = attrs.field(factory=dict)
+    extra: Mapping[str, object] = msgspec.field(default_factory=dict)
 
     def info(self, name: str) -> PluginInfo | None:
         return next((info for info in self.infos if info.name == name), None)

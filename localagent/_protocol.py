@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
-import attrs
+import msgspec
 
 from . import _codec
 
@@ -68,8 +68,7 @@ class Message(NamedTuple):
     to: str | None = None
 
 
-@attrs.frozen(slots=True)
-class Invalid:
+class Invalid(msgspec.Struct, frozen=True):
     """A frame, or a member of a batch frame, that is not a valid message.
 
     Attributes:

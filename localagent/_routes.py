@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-import attrs
+import msgspec
 from localagent_hookspecs import RouteHandler
 
 __all__ = ["LOADING_PLUGIN", "Route", "RouteTable"]
@@ -17,8 +17,7 @@ __all__ = ["LOADING_PLUGIN", "Route", "RouteTable"]
 LOADING_PLUGIN: ContextVar[str | None] = ContextVar("localagent_loading_plugin", default=None)
 
 
-@attrs.frozen
-class Route:
+class Route(msgspec.Struct, frozen=True):
     """One path's handler.
 
     Attributes:

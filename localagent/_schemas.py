@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import msgspec
 from localagent_hookspecs import Connection, Message, MessageError, handled_schema, handled_types
 from pluggy import HookImpl, PluginManager
@@ -166,8 +165,7 @@ def json_schema(schema: object) -> dict[str, Any] | None:
     return exported
 
 
-@attrs.frozen
-class MessageType:
+class MessageType(msgspec.Struct, frozen=True):
     """One message type an agent answers, as exported.
 
     Attributes:

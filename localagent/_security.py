@@ -18,7 +18,7 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
-import attrs
+import msgspec
 
 from .exceptions import ConfigError
 
@@ -126,8 +126,7 @@ class TokenFile:
         return token
 
 
-@attrs.frozen
-class Rejection:
+class Rejection(msgspec.Struct, frozen=True):
     """Why a handshake was refused.
 
     Attributes:
@@ -170,8 +169,7 @@ def _token_from(path: str, authorization: str | None) -> str | None:
     return None
 
 
-@attrs.frozen
-class HandshakePolicy:
+class HandshakePolicy(msgspec.Struct, frozen=True):
     """Decides whether an opening handshake may proceed.
 
     Attributes:

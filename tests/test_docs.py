@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import click
+import msgspec.structs
 import pytest
 from localagent_hookspecs import PROJECT_NAME, hookspecs
 
@@ -231,14 +231,14 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-SETTINGS = (*attrs.fields(ServerSettings), *attrs.fields(AgentSettings))
+SETTINGS = (*msgspec.structs.fields(ServerSettings), *msgspec.structs.fields(AgentSettings))
 
 
 @pytest.mark.parametrize("field", SETTINGS, ids=lambda field: field.name)
-def test_configuration_md_documents_the_setting(field: attrs.Attribute[Any]) -> None:
+def test_configuration_md_documents_the_setting(field: msgspec.structs.FieldInfo) -> None:
     variable = ENV_PREFIX + field.name.upper()
     cells: tuple[str, ...] = (f"`{field.name}`", f"`{variable}`")
-    if not isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+    if field.default is not msgspec.NODEFAULT:  # not a default made by a factory
         cells += (f"`{_toml(field.default)}`",)
     rows = [line for line in _read("configuration.md").splitlines() if line.startswith("|")]
     assert any(all(cell in row for cell in cells) for row in rows), (

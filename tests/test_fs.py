@@ -590,7 +590,7 @@ async def test_root_setting_moves_the_root(isolated_env: Path, tmp_path: Path) -
     [
         ("max_read = 10", "plugins.fs.max_read: unknown setting (known: max_read_bytes, "),
         ('max_read_bytes = "4M"', "plugins.fs.max_read_bytes = '4M': expected int, got str"),
-        ("max_write_bytes = 0", "plugins.fs.max_write_bytes = 0: 'max_write_bytes' must be > 0"),
+        ("max_write_bytes = 0", "plugins.fs.max_write_bytes = 0: expected int >= 1"),
         ("max_write_bytes = true", "max_write_bytes = True: expected int, got bool"),
         ("max_write_bytes = 1.5", "max_write_bytes = 1.5: expected int, got float"),
         ('root = "relative/dir"', "root must be an absolute path, not 'relative/dir'"),

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeAlias
 
-import attrs
+import msgspec
 
 __all__ = ["HttpRequest", "HttpResponse", "RouteHandler"]
 
 
-@attrs.frozen(kw_only=True)
-class HttpRequest:
+class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
     """One plain HTTP request to a route, past the agent's Host, Origin and token checks.
 
     The token never reaches a handler: the ``Authorization`` header and the
@@ -31,12 +30,11 @@ class HttpRequest:
     method: str
     path: str
     query: tuple[tuple[str, str], ...] = ()
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     remote_address: str | None = None
 
 
-@attrs.frozen
-class HttpResponse:
+class HttpResponse(msgspec.Struct, frozen=True):
     """What a route handler answers.
 
     The agent adds ``Content-Length``, ``Date``, ``Connection: close`` (one
@@ -54,7 +52,7 @@ class HttpResponse:
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
 
     @classmethod
     def text(

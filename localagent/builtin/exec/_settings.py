@@ -7,9 +7,9 @@ import math
 import os
 import shutil
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
-import attrs
+import msgspec
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENT",
@@ -34,34 +34,13 @@ DEFAULT_MAX_CONCURRENT = 4
 DEFAULT_MAX_PER_CONNECTION = 2
 
 
-def _seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
-
-
-def _names(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+def _names(name: str, value: tuple[str, ...]) -> None:
     for item in value:
         if not item or "\0" in item:
-            raise ValueError(f"{attribute.name}: {item!r} must be a non-empty string without NUL")
+            raise ValueError(f"{name}: {item!r} must be a non-empty string without NUL")
 
 
-def _programs(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    _names(instance, attribute, value)
-    for entry in value:
-        if "/" in entry and not os.path.isabs(entry):
-            raise ValueError(f"allow: {entry!r} must be a program name or an absolute path")
-
-
-def _variables(_instance: object, _attribute: object, value: Mapping[str, str]) -> None:
-    for name, text in value.items():
-        if not name or "=" in name or "\0" in name:
-            raise ValueError(f"env: {name!r} is not a variable name")
-        if "\0" in text:
-            raise ValueError(f"env: the value of {name} holds a NUL byte")
-
-
-@attrs.frozen(kw_only=True)
-class ExecSettings:
+class ExecSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[plugins.exec]`` table.
 
     Attributes:
@@ -75,17 +54,27 @@ class ExecSettings:
         max_per_connection: Runs at once per connection; more wait.
     """
 
-    allow: tuple[str, ...] = attrs.field(default=(), validator=_programs)
-    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_seconds)
-    max_output: int = attrs.field(default=DEFAULT_MAX_OUTPUT, validator=attrs.validators.ge(0))
-    env: Mapping[str, str] = attrs.field(factory=dict, validator=_variables)
-    pass_env: tuple[str, ...] = attrs.field(default=DEFAULT_PASS_ENV, validator=_names)
-    max_concurrent: int = attrs.field(
-        default=DEFAULT_MAX_CONCURRENT, validator=attrs.validators.ge(1)
-    )
-    max_per_connection: int = attrs.field(
-        default=DEFAULT_MAX_PER_CONNECTION, validator=attrs.validators.ge(1)
-    )
+    allow: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    max_output: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_MAX_OUTPUT
+    env: Mapping[str, str] = msgspec.field(default_factory=dict)
+    pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_CONCURRENT
+    max_per_connection: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_PER_CONNECTION
+
+    def __post_init__(self) -> None:
+        _names("allow", self.allow)
+        for entry in self.allow:
+            if "/" in entry and not os.path.isabs(entry):
+                raise ValueError(f"allow: {entry!r} must be a program name or an absolute path")
+        if not math.isfinite(self.timeout) or self.timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        for name, text in self.env.items():
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"env: {name!r} is not a variable name")
+            if "\0" in text:
+                raise ValueError(f"env: the value of {name} holds a NUL byte")
+        _names("pass_env", self.pass_env)
 
 
 def _is_program(path: str) -> bool:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
-import attrs
+import msgspec
 
 __all__ = ["DEFAULT_MAX_READ_BYTES", "DEFAULT_MAX_WRITE_BYTES", "NAME", "FsSettings"]
 
@@ -17,13 +17,7 @@ DEFAULT_MAX_READ_BYTES: Final = 4 * MIB
 DEFAULT_MAX_WRITE_BYTES: Final = 4 * MIB
 
 
-def _absolute(_instance: object, _attribute: object, value: Path | None) -> None:
-    if value is not None and not value.is_absolute():
-        raise ValueError(f"root must be an absolute path, not {str(value)!r}")
-
-
-@attrs.frozen(kw_only=True)
-class FsSettings:
+class FsSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[plugins.fs]`` table.
 
     Attributes:
@@ -33,10 +27,10 @@ class FsSettings:
             ``None``: the agent's workspace.
     """
 
-    max_read_bytes: int = attrs.field(
-        default=DEFAULT_MAX_READ_BYTES, validator=attrs.validators.gt(0)
-    )
-    max_write_bytes: int = attrs.field(
-        default=DEFAULT_MAX_WRITE_BYTES, validator=attrs.validators.gt(0)
-    )
-    root: Path | None = attrs.field(default=None, validator=_absolute)
+    max_read_bytes: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_MAX_READ_BYTES
+    max_write_bytes: Annotated[int, msgspec.Meta(gt=0)] = DEFAULT_MAX_WRITE_BYTES
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.root is not None and not self.root.is_absolute():
+            raise ValueError(f"root must be an absolute path, not {str(self.root)!r}")
