@@ -99,7 +99,7 @@ async def test_a_bad_request_is_answered_with_bad_request(
     ("hello_table", "complaint"),
     [
         ("greeting = 3", "plugins.hello.greeting = 3: expected str, got int"),
-        ('greeting = ""', "Length of 'greeting' must be >= 1"),
+        ('greeting = ""', "plugins.hello.greeting = '': expected str of length >= 1"),
         ("colour = 1", r"plugins.hello.colour: unknown setting \(known: greeting\)"),
     ],
 )

@@ -50,7 +50,11 @@ async def test_the_greeting_comes_from_the_settings(
 
 @pytest.mark.parametrize(
     ("table", "complaint"),
-    [("greeting = 3", "greeting = 3: expected str, got int"), ("colour = 1", "unknown setting")],
+    [
+        ("greeting = 3", "greeting = 3: expected str, got int"),
+        ('greeting = ""', "greeting = '': expected str of length >= 1"),
+        ("colour = 1", "unknown setting"),
+    ],
 )
 async def test_a_bad_table_fails_the_plugin(
     localagent_settings: localagent.Settings, complaint: str

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
+import msgspec
 from localagent_monitor import Plugin
 
 import localagent
@@ -32,8 +32,7 @@ def plugin_of(server: localagent.Server) -> Plugin:
     return plugin
 
 
-@attrs.frozen
-class HttpReply:
+class HttpReply(msgspec.Struct, frozen=True):
     status: int
     headers: Mapping[str, str]
     body: bytes

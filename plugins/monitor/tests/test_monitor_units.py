@@ -58,6 +58,13 @@ def test_config_values_are_read() -> None:
         ({"warn_queue": float("nan")}, "warn_queue must be a number >= 0"),
         ({"warn_p99_ms": 10, "critical_p99_ms": 5}, "warn_p99_ms (10.0) exceeds critical_p99"),
         ({"batch_above": 10, "unbatch_below": 10}, "unbatch_below (10.0) must be below"),
+        ({"window": 0}, "window = 0: window must be greater than 0"),
+        ({"allowed_hosts": ["a", ""]}, "allowed_hosts = ['a', '']: allowed_hosts must be a list"),
+        ({"actions_cooldown": -1}, "actions_cooldown = -1: actions_cooldown must be a number"),
+        ({"warning_budget": 0.01}, "warning_budget = 0.01: warning_budget must be between 0.05"),
+        ({"critical_budget": 1.5}, "critical_budget = 1.5: critical_budget must be between"),
+        ({"critical_budget": 0.6}, "critical_budget = 0.6: critical_budget (0.6) exceeds warning"),
+        ({"pressure_pooled_bytes": -1}, "pressure_pooled_bytes = -1: 'pressure_pooled_bytes' must"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_key(table: dict[str, Any], named: str) -> None:

@@ -11,7 +11,9 @@ Configuration, in ``config.toml``::
 
 from __future__ import annotations
 
-import attrs
+from typing import Annotated
+
+import msgspec
 from localagent_hookspecs import Agent, Connection, Message, MessageError, handles, hookimpl
 
 __all__ = ["NAME", "HelloSettings", "Plugin"]
@@ -20,15 +22,14 @@ __all__ = ["NAME", "HelloSettings", "Plugin"]
 NAME = "hello"
 
 
-@attrs.frozen
-class HelloSettings:
+class HelloSettings(msgspec.Struct, frozen=True):
     """The ``[plugins.hello]`` table.
 
     Attributes:
         greeting: The word replies start with.
     """
 
-    greeting: str = attrs.field(default="hello", validator=attrs.validators.min_len(1))
+    greeting: Annotated[str, msgspec.Meta(min_length=1)] = "hello"
 
 
 class Plugin:

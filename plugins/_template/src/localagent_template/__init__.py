@@ -10,7 +10,9 @@ Configuration, in ``config.toml`` (optional)::
 
 from __future__ import annotations
 
-import attrs
+from typing import Annotated
+
+import msgspec
 from localagent_hookspecs import Agent, Message, MessageError, handles, hookimpl
 
 __all__ = ["NAME", "Plugin", "TemplateSettings"]
@@ -19,15 +21,18 @@ __all__ = ["NAME", "Plugin", "TemplateSettings"]
 NAME = "template"
 
 
-@attrs.frozen(kw_only=True)
-class TemplateSettings:
+class TemplateSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[plugins.template]`` table: a field per key, with its type and default.
+
+    ``agent.plugin_settings`` checks each value against its annotation, constraints
+    (``msgspec.Meta``) included. A rule msgspec cannot state, such as one across keys,
+    goes in ``__post_init__``, raising ``ValueError``; it runs on every construction.
 
     Attributes:
         greeting: The word replies start with.
     """
 
-    greeting: str = attrs.field(default="hello", validator=attrs.validators.min_len(1))
+    greeting: Annotated[str, msgspec.Meta(min_length=1)] = "hello"
 
 
 class Plugin:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import attrs
+import msgspec
 from localagent_hookspecs import Agent, Connection, SendFunc, hookimpl
 
 from ._defaults import DEFAULT_INTERVAL, DEFAULT_MAX_BATCH
@@ -34,13 +34,7 @@ __all__ = ["NAME", "BatchSendError", "BatchingConfig", "MessageBatcher", "Plugin
 NAME: Final = "batching"
 
 
-def _seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0 (seconds), not {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class BatchingConfig:
+class BatchingConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[plugins.batching]`` settings (see :class:`MessageBatcher` for their meaning).
 
     Attributes:
@@ -49,11 +43,15 @@ class BatchingConfig:
         max_queue: Messages waiting before senders wait (``None``: 20 * ``max_batch``).
     """
 
-    max_batch: int = attrs.field(default=DEFAULT_MAX_BATCH, validator=attrs.validators.ge(1))
-    interval: float = attrs.field(default=DEFAULT_INTERVAL, validator=_seconds)
+    max_batch: int = DEFAULT_MAX_BATCH
+    interval: float = DEFAULT_INTERVAL
     max_queue: int | None = None
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"'max_batch' must be >= 1: {self.max_batch!r}")
+        if not math.isfinite(self.interval) or self.interval < 0:
+            raise ValueError(f"interval must be a number >= 0 (seconds), not {self.interval!r}")
         if self.max_queue is not None and self.max_queue < self.max_batch:
             raise ValueError(
                 f"max_queue ({self.max_queue}) must be at least max_batch ({self.max_batch})"

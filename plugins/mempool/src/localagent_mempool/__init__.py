@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import attrs
+import msgspec
 from localagent_hookspecs import Agent, Connection, hookimpl
 
 from ._defaults import DEFAULT_MAX_BUFFER, DEFAULT_MAX_PER_CLASS, DEFAULT_MAX_POOLED
@@ -40,11 +40,8 @@ __all__ = ["NAME", "BufferPool", "MempoolConfig", "Plugin"]
 #: key in ``connection.state``.
 NAME: Final = "mempool"
 
-_AT_LEAST_0 = attrs.validators.ge(0)
 
-
-@attrs.frozen(kw_only=True)
-class MempoolConfig:
+class MempoolConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[plugins.mempool]`` settings (see :class:`BufferPool`).
 
     Attributes:
@@ -53,9 +50,15 @@ class MempoolConfig:
         max_buffer: Buffers larger than this are freed, not pooled.
     """
 
-    max_per_class: int = attrs.field(default=DEFAULT_MAX_PER_CLASS, validator=_AT_LEAST_0)
-    max_pooled: int = attrs.field(default=DEFAULT_MAX_POOLED, validator=_AT_LEAST_0)
-    max_buffer: int = attrs.field(default=DEFAULT_MAX_BUFFER, validator=_AT_LEAST_0)
+    max_per_class: int = DEFAULT_MAX_PER_CLASS
+    max_pooled: int = DEFAULT_MAX_POOLED
+    max_buffer: int = DEFAULT_MAX_BUFFER
+
+    def __post_init__(self) -> None:
+        for name in ("max_per_class", "max_pooled", "max_buffer"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name!r} must be >= 0: {value!r}")
 
 
 class Plugin:

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import attrs
+import msgspec
 
 from ._config import MonitorConfig
 from ._health import Health
@@ -43,8 +43,7 @@ EVENTS = 50
 _NAMES = ("healthy", "warning", "critical")
 
 
-@attrs.frozen
-class ActionEvent:
+class ActionEvent(msgspec.Struct, frozen=True):
     """One change of the actions in force.
 
     Attributes:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Final
 
-import attrs
+import msgspec
 
 __all__ = ["DEFAULT_TYPES", "MonitorConfig"]
 
@@ -13,12 +13,9 @@ __all__ = ["DEFAULT_TYPES", "MonitorConfig"]
 DEFAULT_TYPES: Final = ("exec", "fs.write", "fs.delete")
 
 
-def _port(_instance: object, _attribute: object, value: int | None) -> None:
-    if value is not None and not 0 <= value <= 65535:
-        raise ValueError(f"port must be an integer 0-65535, not {value!r}")
-
-
-def _loopback(_instance: object, _attribute: object, value: str) -> None:
+def _loopback(value: str) -> None:
+    if value in ("127.0.0.1", "localhost"):  # the default needs no ipaddress import
+        return
     import ipaddress  # only when a host is configured: `plugins list` imports this module
 
     try:
@@ -29,33 +26,34 @@ def _loopback(_instance: object, _attribute: object, value: str) -> None:
         raise ValueError(f"host must be a loopback address, not {value!r}")
 
 
-def _names(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    if not all(value):
-        raise ValueError(f"{attribute.name} must be a list of non-empty strings, not {value!r}")
-
-
-def _number(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _number(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0, not {value!r}")
+        raise ValueError(f"{name} must be a number >= 0, not {value!r}")
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    _number(instance, attribute, value)
-    if value == 0:
-        raise ValueError(f"{attribute.name} must be greater than 0")
+#: The figures checked to be numbers >= 0 (``tick`` and ``window`` must also be above 0,
+#: the budgets between 0.05 and 1).
+_NUMBERS = (
+    "tick",
+    "window",
+    "warn_errors_per_s",
+    "critical_errors_per_s",
+    "warn_p99_ms",
+    "critical_p99_ms",
+    "warn_queue",
+    "critical_queue",
+    "warn_memory_growth_mb",
+    "critical_memory_growth_mb",
+    "batch_above",
+    "unbatch_below",
+    "min_switch_interval",
+    "actions_cooldown",
+)
+_POSITIVE = ("tick", "window")
+_SHARES = ("warning_budget", "critical_budget")
 
 
-def _share(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0.05 <= value <= 1:
-        raise ValueError(f"{attribute.name} must be between 0.05 and 1, not {value!r}")
-
-
-def _figure(default: float, validator: Any = _number) -> Any:
-    return attrs.field(default=default, validator=validator)
-
-
-@attrs.frozen(kw_only=True)
-class MonitorConfig:
+class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     """What the monitor watches, where it listens, and when it calls the agent unhealthy.
 
     Attributes:
@@ -94,36 +92,58 @@ class MonitorConfig:
             actions are relaxed.
     """
 
-    port: int | None = attrs.field(default=None, validator=_port)
-    host: str = attrs.field(default="127.0.0.1", validator=_loopback)
-    types: tuple[str, ...] = attrs.field(default=DEFAULT_TYPES, validator=_names)
+    port: int | None = None
+    host: str = "127.0.0.1"
+    types: tuple[str, ...] = DEFAULT_TYPES
     all_paths: bool = False
     open_metrics: bool = False
-    allowed_hosts: tuple[str, ...] = attrs.field(default=(), validator=_names)
-    tick: float = _figure(1.0, _positive)
-    window: float = _figure(10.0, _positive)
-    warn_errors_per_s: float = _figure(1.0)
-    critical_errors_per_s: float = _figure(10.0)
-    warn_p99_ms: float = _figure(250.0)
-    critical_p99_ms: float = _figure(1000.0)
-    warn_queue: float = _figure(1000.0)
-    critical_queue: float = _figure(10000.0)
-    warn_memory_growth_mb: float = _figure(256.0)
-    critical_memory_growth_mb: float = _figure(1024.0)
+    allowed_hosts: tuple[str, ...] = ()
+    tick: float = 1.0
+    window: float = 10.0
+    warn_errors_per_s: float = 1.0
+    critical_errors_per_s: float = 10.0
+    warn_p99_ms: float = 250.0
+    critical_p99_ms: float = 1000.0
+    warn_queue: float = 1000.0
+    critical_queue: float = 10000.0
+    warn_memory_growth_mb: float = 256.0
+    critical_memory_growth_mb: float = 1024.0
     auto_optimize: bool = False
-    batch_above: float = _figure(1000.0)
-    unbatch_below: float = _figure(200.0)
-    min_switch_interval: float = _figure(10.0)
+    batch_above: float = 1000.0
+    unbatch_below: float = 200.0
+    min_switch_interval: float = 10.0
     actions: bool = False
-    warning_budget: float = _figure(0.5, _share)
-    critical_budget: float = _figure(0.25, _share)
+    warning_budget: float = 0.5
+    critical_budget: float = 0.25
     refuse_when_critical: bool = True
-    pressure_pooled_bytes: int = attrs.field(default=1 << 20, validator=attrs.validators.ge(0))
-    actions_cooldown: float = _figure(10.0)
+    pressure_pooled_bytes: int = 1 << 20
+    actions_cooldown: float = 10.0
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
+        # Each key's own rule first (in msgspec.convert a ValueError here names no key:
+        # plugin_settings finds the key whose value alone fails the same way).
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be an integer 0-65535, not {self.port!r}")
+        _loopback(self.host)
+        for name in ("types", "allowed_hosts"):
+            value = getattr(self, name)
+            if not all(value):
+                raise ValueError(f"{name} must be a list of non-empty strings, not {value!r}")
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            _number(name, value)
+            if value == 0 and name in _POSITIVE:
+                raise ValueError(f"{name} must be greater than 0")
+        for name in _SHARES:
+            value = getattr(self, name)
+            if not 0.05 <= value <= 1:
+                raise ValueError(f"{name} must be between 0.05 and 1, not {value!r}")
+        if self.pressure_pooled_bytes < 0:
+            raise ValueError(
+                f"'pressure_pooled_bytes' must be >= 0: {self.pressure_pooled_bytes!r}"
+            )
         # "[::1]" is written as a URL would; the socket wants the bare address.
-        object.__setattr__(self, "host", self.host.strip("[]"))
+        msgspec.structs.force_setattr(self, "host", self.host.strip("[]"))
         for name in ("errors_per_s", "p99_ms", "queue", "memory_growth_mb"):
             warn, critical = getattr(self, f"warn_{name}"), getattr(self, f"critical_{name}")
             if warn > critical:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-import attrs
+import msgspec
 
 from ._config import MonitorConfig
 
@@ -15,8 +15,7 @@ Status = Literal["healthy", "warning", "critical"]
 _RANK: dict[Status, int] = {"healthy": 0, "warning": 1, "critical": 2}
 
 
-@attrs.frozen
-class Reading:
+class Reading(msgspec.Struct, frozen=True):
     """The figures health is judged on.
 
     Attributes:
@@ -32,8 +31,7 @@ class Reading:
     memory_growth_mb: float
 
 
-@attrs.frozen
-class Health:
+class Health(msgspec.Struct, frozen=True):
     """A verdict and the reasons for it (empty when healthy).
 
     Attributes:

@@ -17,7 +17,7 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
+import msgspec
 
 __all__ = [
     "BUCKETS",
@@ -169,8 +169,7 @@ class GcWatch:
             gc.callbacks.remove(self)
 
 
-@attrs.define
-class Metrics:
+class Metrics(msgspec.Struct):
     """Everything counted since the monitor started.
 
     Attributes:
@@ -187,14 +186,14 @@ class Metrics:
             ``messages``, ``errors``), ``None`` on a runtime without them.
     """
 
-    started: float = attrs.field(factory=time.monotonic)
-    types: dict[str, TypeStats] = attrs.field(factory=dict)
-    errors: dict[tuple[str, str, str], int] = attrs.field(factory=dict)
+    started: float = msgspec.field(default_factory=time.monotonic)
+    types: dict[str, TypeStats] = msgspec.field(default_factory=dict)
+    errors: dict[tuple[str, str, str], int] = msgspec.field(default_factory=dict)
     errors_total: int = 0
     connections_open: int = 0
     connections_total: int = 0
-    memory_at_start: int = attrs.field(factory=resident_bytes)
-    gc: GcWatch = attrs.field(factory=GcWatch)
+    memory_at_start: int = msgspec.field(default_factory=resident_bytes)
+    gc: GcWatch = msgspec.field(default_factory=GcWatch)
     traffic: Any = None
 
     def stats(self, message_type: str) -> TypeStats:
@@ -244,8 +243,7 @@ class Metrics:
         )
 
 
-@attrs.frozen
-class Sample:
+class Sample(msgspec.Struct, frozen=True):
     """Cumulative figures at one moment (see :meth:`Metrics.sample`).
 
     Attributes:

@@ -21,7 +21,7 @@ from http import HTTPStatus
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import attrs
+import msgspec
 from localagent_hookspecs import (
     Agent,
     Connection,
@@ -59,8 +59,7 @@ MEMPOOL = "mempool"
 PATHS = ("/performance", "/performance.json", "/metrics", "/livez", "/readyz")
 
 
-@attrs.define
-class ConnectionFigures:
+class ConnectionFigures(msgspec.Struct):
     """What the monitor keeps per open connection.
 
     Attributes:
@@ -116,7 +115,7 @@ class Monitor:
         #: The auto-optimizer (``None`` unless ``auto_optimize = true``).
         self.optimizer: AutoOptimizer | None = None
         if config.auto_optimize:
-            from ._optimizer import AutoOptimizer  # attrs classes: built only when it is on
+            from ._optimizer import AutoOptimizer  # imported only when it is on
 
             self.optimizer = AutoOptimizer(
                 config.batch_above, config.unbatch_below, config.min_switch_interval
@@ -124,7 +123,7 @@ class Monitor:
         #: The optimization cycle's actions (``None`` unless ``actions = true``).
         self.actions: PressureActions | None = None
         if config.actions:
-            from ._actions import PressureActions  # attrs classes: built only when it is on
+            from ._actions import PressureActions  # imported only when it is on
 
             self.actions = PressureActions(config, agent, self.buffer_pools)
         self._samples: deque[Sample] = deque()

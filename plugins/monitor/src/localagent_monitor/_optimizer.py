@@ -7,13 +7,12 @@ decision to the connection's batcher and logs it.
 
 from __future__ import annotations
 
-import attrs
+import msgspec
 
 __all__ = ["AutoOptimizer", "Decision"]
 
 
-@attrs.frozen
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     """Switch batching of one connection.
 
     Attributes:

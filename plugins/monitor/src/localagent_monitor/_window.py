@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import attrs
+import msgspec
 
 from ._metrics import BUCKETS, Sample, percentile
 
 __all__ = ["WindowFigures", "window_figures"]
 
 
-@attrs.frozen
-class WindowFigures:
+class WindowFigures(msgspec.Struct, frozen=True):
     """Rates and percentiles between two samples.
 
     Attributes:

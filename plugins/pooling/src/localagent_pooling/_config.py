@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Final, Literal
 
-import attrs
+import msgspec
 
 __all__ = ["NAME", "PoolingConfig"]
 
@@ -14,24 +14,24 @@ NAME: Final = "pooling"
 
 SetInfo = Literal["auto", "always", "never"]
 
-
-def _seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a number of seconds > 0, not {value!r}")
-
-
-def _agent_urls(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
-    for url in value:
-        if not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"prewarm: {url!r} is not a ws:// or wss:// URL")
-
-
-_AT_LEAST_0 = attrs.validators.ge(0)
-_AT_LEAST_1 = attrs.validators.ge(1)
+_AT_LEAST_0 = ("min_size", "redis_min_connections")
+_AT_LEAST_1 = ("max_size", "redis_max_connections")
+_SECONDS = (
+    "acquire_timeout",
+    "idle_timeout",
+    "health_check_interval",
+    "ping_timeout",
+    "redis_timeout",
+    "redis_health_check_interval",
+)
 
 
-@attrs.frozen(kw_only=True)
-class PoolingConfig:
+def _at_least(name: str, value: int, bound: int) -> None:
+    if value < bound:
+        raise ValueError(f"{name!r} must be >= {bound}: {value!r}")
+
+
+class PoolingConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The ``[plugins.pooling]`` settings.
 
     Attributes:
@@ -56,21 +56,32 @@ class PoolingConfig:
         redis_pipelining: Auto-pipeline concurrent kv commands.
     """
 
-    min_size: int = attrs.field(default=2, validator=_AT_LEAST_0)
-    max_size: int = attrs.field(default=10, validator=_AT_LEAST_1)
-    acquire_timeout: float = attrs.field(default=5.0, validator=_seconds)
-    idle_timeout: float = attrs.field(default=60.0, validator=_seconds)
-    health_check_interval: float = attrs.field(default=1.0, validator=_seconds)
-    ping_timeout: float = attrs.field(default=2.0, validator=_seconds)
-    prewarm: tuple[str, ...] = attrs.field(default=(), validator=_agent_urls)
-    redis_max_connections: int = attrs.field(default=16, validator=_AT_LEAST_1)
-    redis_min_connections: int = attrs.field(default=2, validator=_AT_LEAST_0)
-    redis_timeout: float = attrs.field(default=2.0, validator=_seconds)
-    redis_health_check_interval: float = attrs.field(default=30.0, validator=_seconds)
+    min_size: int = 2
+    max_size: int = 10
+    acquire_timeout: float = 5.0
+    idle_timeout: float = 60.0
+    health_check_interval: float = 1.0
+    ping_timeout: float = 2.0
+    prewarm: tuple[str, ...] = ()
+    redis_max_connections: int = 16
+    redis_min_connections: int = 2
+    redis_timeout: float = 2.0
+    redis_health_check_interval: float = 30.0
     redis_setinfo: SetInfo = "auto"
     redis_pipelining: bool = True
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
+        for name in _AT_LEAST_0:
+            _at_least(name, getattr(self, name), 0)
+        for name in _AT_LEAST_1:
+            _at_least(name, getattr(self, name), 1)
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+        for url in self.prewarm:
+            if not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"prewarm: {url!r} is not a ws:// or wss:// URL")
         for low, high in (
             ("min_size", "max_size"),
             ("redis_min_connections", "redis_max_connections"),
