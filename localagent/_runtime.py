@@ -321,6 +321,8 @@ class AgentRuntime:
                 send = connection.send_path  # read per frame: a plugin may wrap it later
                 items = parse_frame(frame)
                 traffic.messages += len(items)
+                # Replies to a batch frame's members will have company: see more_inbound.
+                connection.in_batch = len(items) > 1
                 for item in items:
                     if type(item) is not Parsed:
                         # No coroutine of its own, nor _reply()'s for a frame encoded once.

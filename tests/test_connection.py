@@ -25,7 +25,7 @@ from localagent import Client, ConnectionLost, Server, handles, hookimpl
 from localagent._connection import WebSocketConnection
 from localagent._runtime import OVER_BUDGET_REASON, POLICY_VIOLATION
 
-from .reliability._frames import ServerFrame, close_frame, handshake, read_frame
+from .reliability._frames import ServerFrame, close_frame, handshake, masked_frame, read_frame
 
 MIB = 1 << 20
 #: The bound on any single wait: longer means the agent hung.
@@ -195,3 +195,51 @@ async def test_over_budget_the_heaviest_connection_is_shed_not_the_one_that_went
         assert budget.pending == 0
         assert f"closing connection {silent.id}" in caplog.text
         assert "server.max_pending_bytes" in caplog.text
+
+
+class Inbound:
+    """``more``: answers with its connection's ``more_inbound`` as the handler runs."""
+
+    @hookimpl(specname="on_message")
+    @handles("more")
+    def more(self, connection: localagent.Connection) -> bool:
+        return connection.more_inbound
+
+
+async def test_more_inbound_says_whether_more_of_the_clients_messages_are_at_hand() -> None:
+    def text(message: Any) -> bytes:
+        return masked_frame(0x1, orjson.dumps(message))
+
+    async with Server.create(port=0, extra_plugins={"inbound": Inbound()}) as server:
+        sock, _connection = await _silent_client(server)
+        with sock:
+            batch = {
+                "type": "batch",
+                "messages": [{"id": 2, "type": "more"}, {"id": 3, "type": "more"}],
+            }
+            # Three frames in one write: the agent reads them off the socket together.
+            burst = text({"id": 1, "type": "more"}) + text(batch) + text({"id": 4, "type": "more"})
+            await asyncio.to_thread(sock.sendall, burst)
+            frames = await asyncio.to_thread(_read_frames, sock, lambda f: _ids([f]) == [4])
+            replies = {reply["id"]: reply["result"] for reply in map(_payload, frames)}
+            # 1: the batch frame and 4 wait; 2, 3: members of a batch frame; 4: nothing left.
+            assert replies == {1: True, 2: True, 3: True, 4: False}
+            await asyncio.to_thread(sock.sendall, text({"id": 5, "type": "more"}))
+            (frame,) = await asyncio.to_thread(_read_frames, sock, lambda f: True)
+            assert _payload(frame) == {"id": 5, "result": False}
+            alone = {
+                "type": "batch",
+                "messages": [{"id": 6, "type": "more"}, {"id": 7, "type": "more"}],
+            }
+            await asyncio.to_thread(sock.sendall, text(alone))
+            frames = await asyncio.to_thread(_read_frames, sock, lambda f: _ids([f]) == [7])
+            assert [
+                _payload(frame) for frame in frames
+            ] == [  # a batch frame's members, to its last
+                {"id": 6, "result": True},
+                {"id": 7, "result": True},
+            ]
+
+
+def _payload(frame: ServerFrame) -> Any:
+    return orjson.loads(frame.payload)

@@ -107,6 +107,13 @@ class Connection(Protocol):
             its share of the agent's outbound budget (``server.max_pending_bytes``)
             waits to be written. A plugin that holds replies before writing
             them (batching) stops holding them while it is ``True``.
+        more_inbound: Whether more of this connection's inbound messages are at
+            hand right now: the rest of a batch frame being dispatched, or frames
+            already read off the socket and waiting. A reply sent while it is
+            ``True`` will likely have company within this event-loop iteration;
+            one sent while it is ``False`` is, for now, alone. A plugin that holds
+            replies to send them together (batching) writes a lone reply at once.
+            A connection that cannot tell says ``True``.
     """
 
     @property
@@ -129,6 +136,9 @@ class Connection(Protocol):
 
     @property
     def congested(self) -> bool: ...
+
+    @property
+    def more_inbound(self) -> bool: ...
 
     async def send(self, message: Mapping[str, Any]) -> None:
         """Send one message through the (possibly wrapped) send path.

@@ -75,7 +75,36 @@ async def settle(iterations: int = 5) -> None:
 # -- MessageBatcher: adaptive flushing --------------------------------------
 
 
-async def test_a_lone_message_goes_out_by_itself_on_the_next_iteration() -> None:
+class Peer:
+    """What the batcher reads of its connection: ``congested`` and ``more_inbound``."""
+
+    def __init__(self, *, more_inbound: bool) -> None:
+        self.congested = False
+        self.more_inbound = more_inbound
+
+
+async def test_a_lone_message_is_written_by_send_itself() -> None:
+    inner = Inner()
+    batcher = MessageBatcher(inner, connection=Peer(more_inbound=False))  # type: ignore[arg-type]
+    await batcher.send(msg(1))
+    assert inner.frames == [msg(1)]  # written before send() returned, not wrapped
+    assert (batcher.frames, batcher.messages) == (1, 1)
+
+
+async def test_a_message_with_more_inbound_waits_for_its_company() -> None:
+    inner = Inner()
+    peer = Peer(more_inbound=True)
+    batcher = MessageBatcher(inner, connection=peer)  # type: ignore[arg-type]
+    await batcher.send(msg(0))
+    assert inner.frames == []  # queued: the replies to what is at hand come this iteration
+    peer.more_inbound = False
+    await batcher.send(msg(1))  # the last, but not lone: msg(0) is queued ahead of it
+    assert inner.frames == []
+    await asyncio.sleep(0)
+    assert inner.frames == [{"type": "batch", "messages": [msg(0), msg(1)]}]
+
+
+async def test_without_a_connection_a_message_goes_out_on_the_next_iteration() -> None:
     inner = Inner()
     batcher = MessageBatcher(inner)
     await batcher.send(msg(1))
@@ -438,6 +467,20 @@ async def test_a_lone_request_gets_a_plain_reply_frame(raw: ClientConnection) ->
     await raw.send(orjson.dumps({"id": 1, "type": "ping"}), text=True)
     frames, _ = await read_replies(raw, 1)
     assert frames == [{"id": 1, "result": {"pong": True}}]
+
+
+async def test_requests_read_off_the_socket_together_are_answered_in_one_frame(
+    raw: ClientConnection,
+) -> None:
+    # Five frames in one write (websockets' Sans-I/O protocol encodes them): the
+    # agent reads them together, so none of their replies is lone.
+    for n in range(5):
+        raw.protocol.send_text(orjson.dumps({"id": n, "type": "echo", "data": n}))
+    raw.transport.write(b"".join(raw.protocol.data_to_send()))
+    frames, _ = await read_replies(raw, 5)
+    assert frames == [
+        {"type": "batch", "messages": [{"id": n, "result": {"data": n}} for n in range(5)]}
+    ]
 
 
 async def test_an_inbound_batch_is_answered_in_batch_frames(

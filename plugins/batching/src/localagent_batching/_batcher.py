@@ -10,11 +10,17 @@ How a message travels (see the README for the user-facing version):
   Only when ``max_queue`` messages are already waiting (or other senders are
   already waiting) does it wait, until the writer has taken messages off the
   queue; it never drops a message.
-* When the batcher is idle, the first message starts a writer task. A new
-  task's first step is scheduled with ``loop.call_soon``, so the writer runs
-  on the next event-loop iteration: a lone message goes out at once, and all
-  messages queued in the same iteration (the replies to an inbound batch
-  frame, say) go out together.
+* A lone message is written at once, by ``send()`` itself (which then
+  returns once it is written): a message is lone when the batcher holds
+  nothing and its connection says no more of its client's messages are at
+  hand (``Connection.more_inbound`` is ``False``: not in the middle of an
+  inbound batch frame, no frames read off the socket waiting).
+* Otherwise, when the batcher is idle, the first message starts a writer
+  task. A new task's first step is scheduled with ``loop.call_soon``, so the
+  writer runs on the next event-loop iteration: all messages queued in the
+  same iteration (the replies to an inbound batch frame, or to requests that
+  arrived together) go out together. Without a connection, every message
+  takes this way.
 * The writer sends the queue in frames of at most ``max_batch`` messages (one
   message goes out as itself, not wrapped), one frame at a time, in order.
   Messages queued while a frame is being written go in the next frame, which
@@ -92,7 +98,9 @@ class MessageBatcher:
             message is not held in the queue but written through ``inner``
             once what is queued has gone, and ``send()`` waits until it is
             written, so a client that does not read slows its senders
-            instead of filling the queue. ``None``: never congested.
+            instead of filling the queue. While it has no ``more_inbound``
+            and nothing is queued, a message is lone: written at once.
+            ``None``: never congested, and no message is lone.
 
     Attributes:
         enabled: Set to ``False`` to stop batching this connection (what an
@@ -184,11 +192,11 @@ class MessageBatcher:
     def send(self, message: Mapping[str, Any]) -> Awaitable[None]:
         """Queue ``message``; what it returns is already done unless the queue is full.
 
-        Await the result, as with any send path. In the common case (room in
-        the queue, batching on) this appends and returns a finished future,
-        so a caller pays no coroutine per message; otherwise it returns a
-        coroutine that waits for room, or writes straight through when
-        batching is off, or raises.
+        Await the result, as with any send path. In the common case under
+        load (room in the queue, batching on) this appends and returns a
+        finished future, so a caller pays no coroutine per message; otherwise
+        it returns a coroutine that writes a lone message (or every message,
+        when batching is off) straight through, or waits for room, or raises.
 
         Raises (when awaited):
             BatchSendError: A previous batched write failed (raised once; the
@@ -197,12 +205,19 @@ class MessageBatcher:
                 (raised from every later call).
         """
         queue = self._queue
+        connection = self._connection
         if (
             self._error is not None
             or not self.enabled
             or self._waiters
             or len(queue) >= self.max_queue
-            or (self._connection is not None and self._connection.congested)
+            or (
+                connection is not None
+                and (
+                    connection.congested
+                    or not (queue or self._writer is not None or connection.more_inbound)
+                )
+            )
         ):
             return self._send_slowly(message)
         queue.append(message)
@@ -222,7 +237,7 @@ class MessageBatcher:
         return done
 
     async def _send_slowly(self, message: Mapping[str, Any]) -> None:
-        """``send`` when it cannot just queue: an error, batching off, or no room."""
+        """``send`` when it does not just queue: an error, a lone message, batching off, no room."""
         if self._error is not None:
             raise self._take_error()
         connection = self._connection
@@ -237,9 +252,10 @@ class MessageBatcher:
             self.frames += 1
             self.messages += 1
             return
-        if not self.enabled and self._writer is None and not self._queue:
-            # Batching is off for this connection and nothing is ahead of this
-            # message: write it straight through (errors go to this caller).
+        if self._writer is None and not self._queue and not self._waiters:
+            # Nothing is ahead of this message, and it is lone or batching is off
+            # for this connection: write it straight through (errors go to this
+            # caller). The connection's turns keep it ahead of anything sent later.
             await self._inner(message)
             self.frames += 1
             self.messages += 1
