@@ -74,8 +74,12 @@ def _answer_close(sock: socket.socket, code: int) -> None:
         pass
 
 
+def _payload(frame: ServerFrame) -> Any:
+    return orjson.loads(frame.payload)
+
+
 def _ids(frames: list[ServerFrame]) -> list[Any]:
-    return [orjson.loads(frame.payload)["id"] for frame in frames if frame.opcode == 0x1]
+    return [_payload(frame)["id"] for frame in frames if frame.opcode == 0x1]
 
 
 class Blob:
@@ -233,13 +237,5 @@ async def test_more_inbound_says_whether_more_of_the_clients_messages_are_at_han
             }
             await asyncio.to_thread(sock.sendall, text(alone))
             frames = await asyncio.to_thread(_read_frames, sock, lambda f: _ids([f]) == [7])
-            assert [
-                _payload(frame) for frame in frames
-            ] == [  # a batch frame's members, to its last
-                {"id": 6, "result": True},
-                {"id": 7, "result": True},
-            ]
-
-
-def _payload(frame: ServerFrame) -> Any:
-    return orjson.loads(frame.payload)
+            members = [{"id": 6, "result": True}, {"id": 7, "result": True}]  # to its last
+            assert [_payload(frame) for frame in frames] == members

@@ -252,7 +252,7 @@ class MessageBatcher:
             self.frames += 1
             self.messages += 1
             return
-        if self._writer is None and not self._queue and not self._waiters:
+        if self._writer is None and not self._queue:
             # Nothing is ahead of this message, and it is lone or batching is off
             # for this connection: write it straight through (errors go to this
             # caller). The connection's turns keep it ahead of anything sent later.
